@@ -1,0 +1,1 @@
+"""Tidy run tables: validation, preparation helpers and bundled datasets."""

@@ -1,0 +1,11 @@
+"""Exceptions and warnings raised by bayescale."""
+
+from __future__ import annotations
+
+
+class DataError(ValueError):
+    """A run table is malformed; the message names the problem and the offending rows or runs."""
+
+
+class SamplingWarning(UserWarning):
+    """The sampler's diagnostics (divergences, R-hat, ESS) say the posterior may not be trustworthy."""
