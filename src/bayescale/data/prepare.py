@@ -1,0 +1,153 @@
+"""Preparation helpers for run tables (pure pandas): warm-up cut, thinning, protocol subsets.
+
+Each helper takes a validated run table and returns a new one (rows are selected, never
+modified). The protocol subsets follow "A Hitchhiker's Guide to Scaling Law Estimation"
+(Choshen, Zhang, Andreas): ``F_max`` is the largest-N runs of a family, ``F_train`` the other
+runs past the warm-up cut, and ``F_target`` the ``F_max`` checkpoints in the last 30% of their runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+#: The Hitchhiker's Guide drops checkpoints with fewer than 10B tokens seen.
+DEFAULT_WARMUP_TOKENS = 1e10
+#: F_target holds checkpoints with tokens >= (1 - 0.3) x the run's final tokens.
+DEFAULT_TARGET_FRACTION = 0.3
+
+
+def drop_warmup(
+    runs: pd.DataFrame,
+    min_tokens: float | None = DEFAULT_WARMUP_TOKENS,
+    min_fraction: float | None = None,
+) -> pd.DataFrame:
+    """Drop early checkpoints that do not follow the law yet.
+
+    Parameters
+    ----------
+    runs
+        Validated run table.
+    min_tokens
+        Keep checkpoints with ``tokens >= min_tokens`` (default 10B; ``None`` disables).
+    min_fraction
+        Also keep only checkpoints with ``tokens >= min_fraction x`` the run's final tokens
+        (``run_tokens`` when the column is present, else the last checkpoint).
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    keep = np.ones(len(runs), dtype=bool)
+    if min_tokens is not None:
+        keep &= runs["tokens"].to_numpy() >= float(min_tokens)
+    if min_fraction is not None:
+        if not 0 <= min_fraction < 1:
+            raise ValueError(f"min_fraction must be in [0, 1); got {min_fraction}")
+        keep &= runs["tokens"].to_numpy() >= min_fraction * _run_length(runs).to_numpy()
+    return runs.loc[keep].reset_index(drop=True)
+
+
+def _run_length(runs: pd.DataFrame) -> pd.Series:
+    final = runs.groupby("run")["tokens"].transform("max")
+    if "run_tokens" in runs.columns:
+        planned = pd.to_numeric(runs["run_tokens"], errors="coerce")
+        return planned.fillna(final)
+    return final
+
+
+def thin_log_spaced(runs: pd.DataFrame, max_points: int = 40) -> pd.DataFrame:
+    """Keep at most ``max_points`` checkpoints per run, roughly evenly spaced in log tokens.
+
+    The first and last checkpoint of every run are always kept. Runs with fewer checkpoints
+    are kept whole.
+
+    Parameters
+    ----------
+    runs
+        Validated run table (sorted by run and tokens, as :func:`bayescale.validate` returns).
+    max_points
+        Maximum checkpoints per run (at least 2).
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    if max_points < 2:
+        raise ValueError(f"max_points must be at least 2; got {max_points}")
+    keep: list[np.ndarray] = []
+    for _, idx in runs.groupby("run", sort=False).indices.items():
+        idx = idx[np.argsort(runs["tokens"].to_numpy()[idx], kind="stable")]
+        if len(idx) <= max_points:
+            keep.append(idx)
+            continue
+        log_t = np.log(runs["tokens"].to_numpy()[idx])
+        grid = np.linspace(log_t[0], log_t[-1], max_points)
+        right = np.searchsorted(log_t, grid).clip(1, len(idx) - 1)
+        nearer_left = (grid - log_t[right - 1]) < (log_t[right] - grid)
+        chosen = np.where(nearer_left, right - 1, right)
+        keep.append(idx[np.unique(np.r_[0, chosen, len(idx) - 1])])
+    order = np.sort(np.concatenate(keep)) if keep else np.array([], dtype=int)
+    return runs.iloc[order].reset_index(drop=True)
+
+
+def max_param_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """``F_max``: all checkpoints of the runs with the largest parameter count of each family."""
+    largest = runs.groupby("family")["params"].transform("max")
+    return runs.loc[runs["params"] == largest].reset_index(drop=True)
+
+
+def final_fraction(runs: pd.DataFrame, q: float = DEFAULT_TARGET_FRACTION) -> pd.DataFrame:
+    """The q-maximal token family: checkpoints in the last ``q`` of each run.
+
+    A checkpoint is kept when ``tokens >= (1 - q) x`` the run's final tokens.
+    """
+    if not 0 < q <= 1:
+        raise ValueError(f"q must be in (0, 1]; got {q}")
+    final = runs.groupby("run")["tokens"].transform("max")
+    return runs.loc[runs["tokens"] >= (1 - q) * final].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class ProtocolSplit:
+    """The Hitchhiker's split of one or more families.
+
+    Attributes
+    ----------
+    train
+        ``F_train``: checkpoints of the non-largest runs past the warm-up cut.
+    target
+        ``F_target``: checkpoints of the largest runs in the last ``target_fraction`` of the run.
+    """
+
+    train: pd.DataFrame
+    target: pd.DataFrame
+
+
+def protocol_split(
+    runs: pd.DataFrame,
+    warmup_tokens: float | None = DEFAULT_WARMUP_TOKENS,
+    target_fraction: float = DEFAULT_TARGET_FRACTION,
+) -> ProtocolSplit:
+    """Split each family into ``F_train`` and ``F_target`` as in the Hitchhiker's Guide.
+
+    Parameters
+    ----------
+    runs
+        Validated run table (one or several families).
+    warmup_tokens
+        Warm-up cut applied to ``F_train`` (default 10B tokens).
+    target_fraction
+        Fraction of the end of each ``F_max`` run that forms ``F_target`` (default 0.3).
+
+    Returns
+    -------
+    ProtocolSplit
+    """
+    largest = runs.groupby("family")["params"].transform("max")
+    is_max = (runs["params"] == largest).to_numpy()
+    train = drop_warmup(runs.loc[~is_max], min_tokens=warmup_tokens)
+    target = final_fraction(runs.loc[is_max], q=target_fraction)
+    return ProtocolSplit(train=train, target=target)
