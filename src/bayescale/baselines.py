@@ -1,0 +1,763 @@
+"""Classic (non-Bayesian) baselines for the Chinchilla form ``L = E + A/N^alpha + B/D^beta``.
+
+Four kinds of predictors, all with the same ``.predict(params, tokens)`` interface and all
+returning the prediction-dataset shape of :mod:`bayescale.intervals`:
+
+* :func:`fit_least_squares` -- the method of "A Hitchhiker's Guide to Scaling Law Estimation"
+  (Choshen, Zhang, Andreas): ``scipy.optimize.curve_fit`` of the loss itself, started from the
+  Muennighoff et al. (2023) fit.
+* :func:`fit_huber` -- the method of Hoffmann et al. (2022) as re-run by Besiroglu et al. (2024):
+  Huber loss (``delta = 1e-3``) of log-loss residuals, minimized with L-BFGS-B from a grid of
+  starting points.
+* :func:`bootstrap_huber` -- the Huber fit bootstrapped over *runs*, giving parameter confidence
+  intervals, a confidence band for the mean curve and a prediction band for new checkpoints.
+* :func:`best_loss_baseline` and :func:`most_trained_baseline` -- the two naive baselines of the
+  Hitchhiker's guide (lowest training loss; loss of the training model with the largest N*D).
+
+Every fitter takes a tidy run table with columns ``params`` (N), ``tokens`` (D) and ``loss``
+(nats per token); the bootstrap also needs ``run`` (and uses ``family`` when present). A fitter
+fits ONE law to all rows it is given, so select a family first.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy.optimize import curve_fit, minimize
+
+from bayescale.errors import DataError
+from bayescale.intervals import DEFAULT_LEVELS, broadcast_points, prediction_dataset
+from bayescale.laws.chinchilla import CHINCHILLA_PARAMS, PUBLISHED_FITS, chinchilla_loss
+
+__all__ = [
+    "DEFAULT_HUBER_GRID",
+    "HOFFMANN_GRID",
+    "BootstrapFit",
+    "ConstantFit",
+    "PointFit",
+    "best_loss_baseline",
+    "bootstrap_huber",
+    "fit_huber",
+    "fit_least_squares",
+    "huber_grid",
+    "most_trained_baseline",
+]
+
+#: Minimum number of rows for a law fit (five free parameters).
+MIN_ROWS = 5
+#: Minimum number of distinct parameter counts for a law fit (``A`` and ``alpha`` need two).
+MIN_DISTINCT_PARAMS = 2
+
+#: The starting grid of Hoffmann et al. (2022, App. D.2), in the order ``(e, a, alpha, b, beta)``
+#: with ``E = exp(e)``, ``A = exp(a)``, ``B = exp(b)``: e in {-1, -0.5, ..., 1}, a and b in
+#: {0, 5, ..., 25}, alpha and beta in {0, 0.5, ..., 2}; 5 * 6 * 5 * 6 * 5 = 4500 starts.
+HOFFMANN_GRID: dict[str, tuple[float, ...]] = {
+    "e": (-1.0, -0.5, 0.0, 0.5, 1.0),
+    "a": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0),
+    "alpha": (0.0, 0.5, 1.0, 1.5, 2.0),
+    "b": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0),
+    "beta": (0.0, 0.5, 1.0, 1.5, 2.0),
+}
+
+#: The default, coarser grid (a sub-grid of :data:`HOFFMANN_GRID`, 3 * 3 * 2 * 3 * 2 = 108
+#: starts). On the Chinchilla IsoFLOP points and on simulated data it reaches the same optimum as
+#: the full grid (see tests/test_baselines.py); pass ``grid="hoffmann"`` for the full grid.
+DEFAULT_HUBER_GRID: dict[str, tuple[float, ...]] = {
+    "e": (-1.0, 0.0, 1.0),
+    "a": (0.0, 10.0, 20.0),
+    "alpha": (0.5, 1.5),
+    "b": (0.0, 10.0, 20.0),
+    "beta": (0.5, 1.5),
+}
+
+_GRID_KEYS = ("e", "a", "alpha", "b", "beta")
+
+
+# --------------------------------------------------------------------------------------------
+# Result objects
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PointFit:
+    """A single fitted Chinchilla law.
+
+    Attributes
+    ----------
+    method
+        ``"least_squares"`` or ``"huber"`` (``"huber_bootstrap"`` for :class:`BootstrapFit`).
+    params
+        ``{"E", "A", "alpha", "B", "beta"}`` in the usual convention.
+    n_obs
+        Number of rows fitted.
+    info
+        Diagnostics of the optimizer (objective value, starts, convergence, family, ...).
+    """
+
+    method: str
+    params: dict[str, float]
+    n_obs: int
+    info: dict[str, Any] = field(default_factory=dict, kw_only=True, compare=False)
+
+    def loss(self, params: Any, tokens: Any) -> np.ndarray:
+        """Predicted loss at ``(params, tokens)``.
+
+        Parameters
+        ----------
+        params, tokens
+            Parameter counts ``N`` and training tokens ``D``; broadcast against each other.
+
+        Returns
+        -------
+        numpy.ndarray
+            1-D array of predicted losses (nats per token), one per broadcast point.
+        """
+        n, d = broadcast_points(params, tokens)
+        return np.asarray(chinchilla_loss(n, d, **self.params), dtype=float)
+
+    def predict(
+        self, params: Any, tokens: Any, levels: Sequence[float] = DEFAULT_LEVELS
+    ) -> xr.Dataset:
+        """Prediction dataset with the point prediction as ``median`` and no bands.
+
+        Parameters
+        ----------
+        params, tokens
+            Parameter counts ``N`` and training tokens ``D``; broadcast against each other.
+        levels
+            Interval levels stored as the ``level`` coordinate (no band uses them here).
+
+        Returns
+        -------
+        xarray.Dataset
+            See :func:`bayescale.intervals.prediction_dataset`.
+        """
+        n, d = broadcast_points(params, tokens)
+        median = chinchilla_loss(n, d, **self.params)
+        return prediction_dataset(n, d, median, levels=levels, attrs=self._attrs())
+
+    def _attrs(self) -> dict[str, object]:
+        attrs: dict[str, object] = {"method": self.method, "n_obs": self.n_obs}
+        if self.info.get("family") is not None:
+            attrs["family"] = self.info["family"]
+        return attrs
+
+
+@dataclass(frozen=True)
+class BootstrapFit(PointFit):
+    """A Huber fit with a run-level bootstrap.
+
+    Attributes
+    ----------
+    draws
+        One row per bootstrap replicate: columns ``E, A, alpha, B, beta``, the replicate's
+        ``objective`` and whether its optimizer ``converged``.
+    log_residuals
+        ``log L - log L_hat`` of the full-data fit, one per row fitted; resampled to form the
+        ``observed`` band.
+    random_seed
+        Seed of the resampling (also seeds the residual draws of :meth:`predict`).
+    """
+
+    draws: pd.DataFrame = field(compare=False)
+    log_residuals: np.ndarray = field(compare=False)
+    random_seed: int = 0
+
+    def interval(self, level: float = 0.9) -> pd.DataFrame:
+        """Percentile-bootstrap confidence intervals of the parameters.
+
+        Parameters
+        ----------
+        level
+            Central probability of the interval, in (0, 1).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by parameter name, with columns ``estimate`` (full-data fit), ``lower``,
+            ``upper`` (equal-tailed quantiles of the replicates) and ``se`` (standard
+            deviation of the replicates).
+        """
+        if not 0 < level < 1:
+            raise ValueError(f"level must be in (0, 1); got {level}")
+        draws = self.draws.loc[:, list(CHINCHILLA_PARAMS)]
+        lo, hi = (1 - level) / 2, (1 + level) / 2
+        return pd.DataFrame(
+            {
+                "estimate": pd.Series(self.params),
+                "lower": draws.quantile(lo),
+                "upper": draws.quantile(hi),
+                "se": draws.std(ddof=1),
+            }
+        ).loc[list(CHINCHILLA_PARAMS)]
+
+    def predict(
+        self,
+        params: Any,
+        tokens: Any,
+        levels: Sequence[float] = DEFAULT_LEVELS,
+        n_observed: int = 4000,
+    ) -> xr.Dataset:
+        """Prediction dataset with bands ``mean`` and ``observed``.
+
+        Parameters
+        ----------
+        params, tokens
+            Parameter counts ``N`` and training tokens ``D``; broadcast against each other.
+        levels
+            Central probabilities of the intervals.
+        n_observed
+            Number of samples for the ``observed`` band (at least one per replicate).
+
+        Returns
+        -------
+        xarray.Dataset
+            ``median``: the full-data fit. ``mean``: percentile confidence band of the mean
+            curve over the bootstrap replicates. ``observed``: prediction band of a new
+            checkpoint's loss, ``exp(log L_hat_b + r)`` with ``L_hat_b`` a replicate's curve and
+            ``r`` a log-residual of the full-data fit drawn with replacement. The residual draws
+            are seeded by ``random_seed``, so the result is reproducible.
+        """
+        n, d = broadcast_points(params, tokens)
+        median = chinchilla_loss(n, d, **self.params)
+        draws = self.draws.loc[:, list(CHINCHILLA_PARAMS)].to_numpy()
+        log_n, log_d = np.log(n), np.log(d)
+        log_curves = _log_loss(
+            log_n[None, :],
+            log_d[None, :],
+            np.log(draws[:, 0:1]),
+            np.log(draws[:, 1:2]),
+            draws[:, 2:3],
+            np.log(draws[:, 3:4]),
+            draws[:, 4:5],
+        )  # (n_boot, n_points)
+        n_samples = max(int(n_observed), len(draws))
+        rng = np.random.default_rng([self.random_seed, 1])
+        which = np.arange(n_samples) % len(draws)
+        noise = rng.choice(self.log_residuals, size=(n_samples, len(n)), replace=True)
+        bands = {"mean": np.exp(log_curves), "observed": np.exp(log_curves[which] + noise)}
+        attrs = self._attrs() | {"n_boot": len(draws), "random_seed": self.random_seed}
+        return prediction_dataset(n, d, median, bands, levels=levels, attrs=attrs)
+
+
+@dataclass(frozen=True)
+class ConstantFit:
+    """A naive baseline predicting the same loss everywhere.
+
+    Attributes
+    ----------
+    method
+        ``"best_loss"`` or ``"most_trained"``.
+    value
+        The predicted loss.
+    n_obs
+        Number of rows the baseline was built from.
+    info
+        Where the value came from (row(s), run, ``params``, ``tokens``).
+    """
+
+    method: str
+    value: float
+    n_obs: int
+    info: dict[str, Any] = field(default_factory=dict, kw_only=True, compare=False)
+
+    def loss(self, params: Any, tokens: Any) -> np.ndarray:
+        """The constant prediction, one value per broadcast ``(params, tokens)`` point."""
+        n, _ = broadcast_points(params, tokens)
+        return np.full(n.shape, self.value)
+
+    def predict(
+        self, params: Any, tokens: Any, levels: Sequence[float] = DEFAULT_LEVELS
+    ) -> xr.Dataset:
+        """Prediction dataset with the constant as ``median`` and no bands."""
+        n, d = broadcast_points(params, tokens)
+        attrs: dict[str, object] = {"method": self.method, "n_obs": self.n_obs}
+        if self.info.get("family") is not None:
+            attrs["family"] = self.info["family"]
+        return prediction_dataset(n, d, np.full(n.shape, self.value), levels=levels, attrs=attrs)
+
+
+# --------------------------------------------------------------------------------------------
+# Input checks
+# --------------------------------------------------------------------------------------------
+
+
+def _columns(df: pd.DataFrame, need_law: bool = True) -> tuple[np.ndarray, ...]:
+    """Return float arrays ``(N, D, L)`` after checking the table."""
+    if not isinstance(df, pd.DataFrame):
+        raise DataError(f"expected a pandas DataFrame, got {type(df).__name__}")
+    missing = [c for c in ("params", "tokens", "loss") if c not in df.columns]
+    if missing:
+        raise DataError(f"missing column(s) {missing}; need params, tokens and loss")
+    arrays = []
+    for col in ("params", "tokens", "loss"):
+        values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(values) | (values <= 0)
+        if bad.any():
+            rows = list(df.index[bad][:5])
+            raise DataError(f"column {col!r} must be positive and finite; bad rows {rows}")
+        arrays.append(values)
+    n, d, loss = arrays
+    if len(loss) == 0:
+        raise ValueError("no rows to fit")
+    if need_law:
+        if len(loss) < MIN_ROWS:
+            raise ValueError(
+                f"a Chinchilla fit needs at least {MIN_ROWS} rows (5 free parameters); "
+                f"got {len(loss)}"
+            )
+        n_distinct = len(np.unique(n))
+        if n_distinct < MIN_DISTINCT_PARAMS:
+            raise ValueError(
+                f"a Chinchilla fit needs at least {MIN_DISTINCT_PARAMS} distinct parameter "
+                f"counts to identify A and alpha; got {n_distinct}"
+            )
+    return n, d, loss
+
+
+def _family(df: pd.DataFrame) -> str | None:
+    if "family" in df.columns:
+        families = pd.unique(df["family"])
+        if len(families) == 1:
+            return str(families[0])
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Least squares (Hitchhiker's guide)
+# --------------------------------------------------------------------------------------------
+
+
+def fit_least_squares(df: pd.DataFrame, p0: Mapping[str, float] | None = None) -> PointFit:
+    """Least-squares fit of the loss, as in the Hitchhiker's guide.
+
+    Minimizes ``sum (L - E - A/N^alpha - B/D^beta)^2`` with ``scipy.optimize.curve_fit``
+    (Levenberg-Marquardt, analytic Jacobian). Positivity of ``E``, ``A`` and ``B`` is built in by
+    fitting their logs, and the power-law terms are centred at the geometric means of ``N`` and
+    ``D`` (``A/N^alpha = exp(a0 - alpha*(log N - mean log N))``), which removes most of the
+    ``A``-``alpha`` collinearity without changing the optimum.
+
+    Parameters
+    ----------
+    df
+        Run table with columns ``params``, ``tokens``, ``loss`` (one family).
+    p0
+        Initial values ``{E, A, alpha, B, beta}``; default: Muennighoff et al. (2023),
+        ``PUBLISHED_FITS["muennighoff2023"]``.
+
+    Returns
+    -------
+    PointFit
+        ``method="least_squares"``; ``info`` holds ``rss``, ``nfev`` and ``std_err`` (the
+        curve_fit standard errors of ``(log E, a0, alpha, b0, beta)``).
+
+    Raises
+    ------
+    ValueError
+        With fewer than 5 rows or fewer than 2 distinct parameter counts.
+    RuntimeError
+        If curve_fit does not converge.
+    """
+    n, d, loss = _columns(df)
+    start = dict(PUBLISHED_FITS["muennighoff2023"] if p0 is None else p0)
+    missing = [k for k in CHINCHILLA_PARAMS if k not in start]
+    if missing:
+        raise ValueError(f"p0 is missing {missing}")
+    x, y = np.log(n), np.log(d)
+    x0, y0 = float(x.mean()), float(y.mean())
+    xc, yc = x - x0, y - y0
+    theta0 = np.array(
+        [
+            np.log(start["E"]),
+            np.log(start["A"]) - start["alpha"] * x0,
+            start["alpha"],
+            np.log(start["B"]) - start["beta"] * y0,
+            start["beta"],
+        ]
+    )
+
+    def terms(th: np.ndarray) -> tuple[np.ndarray, ...]:
+        log_e, a0, alpha, b0, beta = th
+        return np.exp(log_e), np.exp(a0 - alpha * xc), np.exp(b0 - beta * yc)
+
+    def model(_: Any, *th: float) -> np.ndarray:
+        e_term, a_term, b_term = terms(np.asarray(th))
+        return e_term + a_term + b_term
+
+    def jac(_: Any, *th: float) -> np.ndarray:
+        e_term, a_term, b_term = terms(np.asarray(th))
+        return np.column_stack(
+            [np.full_like(xc, e_term), a_term, -a_term * xc, b_term, -b_term * yc]
+        )
+
+    try:
+        theta, cov, infodict, _, _ = curve_fit(
+            model,
+            np.arange(len(loss)),
+            loss,
+            p0=theta0,
+            jac=jac,
+            method="lm",
+            full_output=True,
+            ftol=1e-15,
+            xtol=1e-15,
+            gtol=1e-15,
+            maxfev=20000,
+        )
+    except RuntimeError as err:
+        raise RuntimeError(f"least-squares fit did not converge: {err}") from err
+    log_e, a0, alpha, b0, beta = (float(v) for v in theta)
+    params = {
+        "E": float(np.exp(log_e)),
+        "A": float(np.exp(a0 + alpha * x0)),
+        "alpha": alpha,
+        "B": float(np.exp(b0 + beta * y0)),
+        "beta": beta,
+    }
+    resid = infodict["fvec"]
+    with np.errstate(invalid="ignore"):
+        std_err = np.sqrt(np.diag(cov)) if np.all(np.isfinite(cov)) else np.full(5, np.nan)
+    info = {
+        "rss": float(resid @ resid),
+        "nfev": int(infodict["nfev"]),
+        "std_err": dict(zip(("log_E", "a0", "alpha", "b0", "beta"), std_err.tolist(), strict=True)),
+        "family": _family(df),
+    }
+    return PointFit("least_squares", params, len(loss), info=info)
+
+
+# --------------------------------------------------------------------------------------------
+# Huber fit (Hoffmann et al. / Besiroglu et al.)
+# --------------------------------------------------------------------------------------------
+
+
+def _log_loss(log_n: Any, log_d: Any, e: Any, a: Any, alpha: Any, b: Any, beta: Any) -> np.ndarray:
+    """``LSE(e, a - alpha log N, b - beta log D)`` (broadcasting)."""
+    t1 = a - alpha * log_n
+    t2 = b - beta * log_d
+    t0 = e + 0 * t1
+    m = np.maximum(np.maximum(t0, t1), t2)
+    return m + np.log(np.exp(t0 - m) + np.exp(t1 - m) + np.exp(t2 - m))
+
+
+def huber_grid(grid: str | Mapping[str, Sequence[float]] | np.ndarray | None = None) -> np.ndarray:
+    """Starting points for :func:`fit_huber` as an array of shape ``(n_starts, 5)``.
+
+    Parameters
+    ----------
+    grid
+        ``None`` (:data:`DEFAULT_HUBER_GRID`), ``"hoffmann"`` (:data:`HOFFMANN_GRID`, 4500
+        starts), a mapping ``{e, a, alpha, b, beta} -> values`` (Cartesian product), or an
+        explicit array of starts with columns ``(e, a, alpha, b, beta)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Starts in the order ``(e, a, alpha, b, beta)``.
+    """
+    if grid is None:
+        grid = DEFAULT_HUBER_GRID
+    if isinstance(grid, str):
+        if grid.lower() not in ("hoffmann", "full"):
+            raise ValueError(f"unknown grid {grid!r}; use 'hoffmann', a mapping or an array")
+        grid = HOFFMANN_GRID
+    if isinstance(grid, Mapping):
+        missing = [k for k in _GRID_KEYS if k not in grid]
+        if missing:
+            raise ValueError(f"grid is missing {missing}")
+        return np.array(list(itertools.product(*(grid[k] for k in _GRID_KEYS))), dtype=float)
+    starts = np.atleast_2d(np.asarray(grid, dtype=float))
+    if starts.ndim != 2 or starts.shape[1] != 5 or not np.all(np.isfinite(starts)):
+        raise ValueError("explicit grid must be a finite array of shape (n_starts, 5)")
+    return starts
+
+
+class _HuberObjective:
+    """Huber loss of log-residuals and its analytic gradient in ``(e, a, alpha, b, beta)``.
+
+    The objective is ``sum_i w_i * huber_delta(r_i) / delta^2`` (the scale only sets the
+    optimizer's tolerances: Besiroglu et al. traced Hoffmann et al.'s premature stopping to a
+    badly scaled loss).
+    """
+
+    def __init__(
+        self,
+        log_n: np.ndarray,
+        log_d: np.ndarray,
+        log_loss: np.ndarray,
+        delta: float,
+        weights: np.ndarray | None = None,
+    ) -> None:
+        self.x, self.y, self.target, self.delta = log_n, log_d, log_loss, float(delta)
+        self.w = np.ones_like(log_n) if weights is None else np.asarray(weights, dtype=float)
+        self.scale = 1.0 / self.delta**2
+
+    def residuals(self, th: np.ndarray) -> np.ndarray:
+        return self.target - _log_loss(self.x, self.y, *th)
+
+    def __call__(self, th: np.ndarray) -> tuple[float, np.ndarray]:
+        e, a, alpha, b, beta = th
+        t1 = a - alpha * self.x
+        t2 = b - beta * self.y
+        m = np.maximum(np.maximum(t1, t2), e)
+        p0, p1, p2 = np.exp(e - m), np.exp(t1 - m), np.exp(t2 - m)
+        s = p0 + p1 + p2
+        r = self.target - m - np.log(s)
+        delta = self.delta
+        ar = np.abs(r)
+        inside = ar <= delta
+        h = np.where(inside, 0.5 * r * r, delta * (ar - 0.5 * delta))
+        # d huber / d r = clip(r, -delta, delta); d r / d theta = -softmax weights * d t / d theta
+        psi = self.w * np.clip(r, -delta, delta) / s
+        g1, g2 = psi * p1, psi * p2
+        grad = -np.array(
+            [psi @ p0, g1.sum(), -(g1 @ self.x), g2.sum(), -(g2 @ self.y)], dtype=float
+        )
+        return float(self.w @ h) * self.scale, grad * self.scale
+
+
+_LBFGS_OPTIONS = {"maxiter": 10000, "maxfun": 20000, "ftol": 1e-13, "gtol": 1e-9}
+
+
+def _minimize_from(obj: _HuberObjective, starts: np.ndarray) -> tuple[Any, int]:
+    """Run L-BFGS-B from each start; return the best result and how many starts reached it."""
+    best = None
+    values = []
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        for th0 in starts:
+            res = minimize(obj, th0, jac=True, method="L-BFGS-B", options=_LBFGS_OPTIONS)
+            if not np.isfinite(res.fun) or not np.all(np.isfinite(res.x)):
+                continue
+            values.append(res.fun)
+            if best is None or res.fun < best.fun:
+                best = res
+    if best is None:
+        raise RuntimeError("the Huber fit failed from every starting point")
+    n_at_best = int(np.sum(np.asarray(values) <= best.fun + 1e-8 * max(1.0, abs(best.fun))))
+    return best, n_at_best
+
+
+def _theta_to_params(th: np.ndarray) -> dict[str, float]:
+    e, a, alpha, b, beta = (float(v) for v in th)
+    return {
+        "E": float(np.exp(e)),
+        "A": float(np.exp(a)),
+        "alpha": alpha,
+        "B": float(np.exp(b)),
+        "beta": beta,
+    }
+
+
+def fit_huber(
+    df: pd.DataFrame,
+    delta: float = 1e-3,
+    grid: str | Mapping[str, Sequence[float]] | np.ndarray | None = None,
+) -> PointFit:
+    """Huber fit of log-loss, as in Hoffmann et al. (2022) and Besiroglu et al. (2024).
+
+    Minimizes ``sum_i Huber_delta(log L_i - LSE(e, a - alpha log N_i, b - beta log D_i))`` with
+    L-BFGS-B (analytic gradient) from every point of ``grid`` and keeps the best optimum;
+    ``E = exp(e)``, ``A = exp(a)``, ``B = exp(b)``.
+
+    Parameters
+    ----------
+    df
+        Run table with columns ``params``, ``tokens``, ``loss`` (one family).
+    delta
+        Huber threshold on log-loss residuals (1e-3 in both papers).
+    grid
+        Starting points, see :func:`huber_grid`. ``None`` uses the 108-start
+        :data:`DEFAULT_HUBER_GRID`; ``"hoffmann"`` the full 4500-start grid.
+
+    Returns
+    -------
+    PointFit
+        ``method="huber"``; ``info`` holds ``objective`` (sum of Huber losses), ``n_starts``,
+        ``n_at_best`` (starts that reached the best value), ``converged``, ``nit`` and
+        ``theta`` (the optimum in ``(e, a, alpha, b, beta)``).
+
+    Raises
+    ------
+    ValueError
+        With fewer than 5 rows or fewer than 2 distinct parameter counts, or a bad ``delta``.
+    """
+    if not delta > 0:
+        raise ValueError(f"delta must be positive; got {delta}")
+    n, d, loss = _columns(df)
+    starts = huber_grid(grid)
+    obj = _HuberObjective(np.log(n), np.log(d), np.log(loss), delta)
+    best, n_at_best = _minimize_from(obj, starts)
+    info = {
+        "objective": float(best.fun) / obj.scale,
+        "n_starts": len(starts),
+        "n_at_best": n_at_best,
+        "converged": bool(best.success),
+        "nit": int(best.nit),
+        "theta": best.x.tolist(),
+        "delta": float(delta),
+        "family": _family(df),
+    }
+    return PointFit("huber", _theta_to_params(best.x), len(loss), info=info)
+
+
+def bootstrap_huber(
+    df: pd.DataFrame,
+    n_boot: int = 1000,
+    random_seed: int = 0,
+    delta: float = 1e-3,
+    grid: str | Mapping[str, Sequence[float]] | np.ndarray | None = None,
+    refit_grid: str | Mapping[str, Sequence[float]] | np.ndarray | None = None,
+    full_fit: PointFit | None = None,
+) -> BootstrapFit:
+    """Run-level bootstrap of :func:`fit_huber`.
+
+    Each replicate draws as many runs as the data has, with replacement (a run drawn twice
+    counts twice; all checkpoints of a run move together, since they share the run's
+    seed-to-seed deviation), and refits the Huber loss starting from the full-data optimum.
+    Replicates with fewer than 5 rows or fewer than 2 distinct parameter counts are redrawn.
+
+    Parameters
+    ----------
+    df
+        Run table with columns ``run``, ``params``, ``tokens``, ``loss`` (and optionally
+        ``family``; runs are identified by ``(family, run)``).
+    n_boot
+        Number of bootstrap replicates.
+    random_seed
+        Seed of the resampling; the same seed gives the same result.
+    delta
+        Huber threshold.
+    grid
+        Starting grid of the full-data fit (see :func:`huber_grid`).
+    refit_grid
+        Extra starts for every replicate, besides the full-data optimum (default: none --
+        warm start only).
+    full_fit
+        A Huber fit of ``df`` already computed (skips the full-data fit).
+
+    Returns
+    -------
+    BootstrapFit
+        ``method="huber_bootstrap"``, ``params`` of the full-data fit, and the replicates in
+        ``draws``.
+
+    Raises
+    ------
+    ValueError
+        On too little data, a missing ``run`` column, or ``n_boot < 2``.
+    """
+    if n_boot < 2:
+        raise ValueError(f"n_boot must be at least 2; got {n_boot}")
+    n, d, loss = _columns(df)
+    if "run" not in df.columns:
+        raise DataError("bootstrap_huber resamples runs and needs a 'run' column")
+    keys = ["family", "run"] if "family" in df.columns else ["run"]
+    run_codes = df.groupby(keys, sort=True).ngroup().to_numpy()
+    n_runs = int(run_codes.max()) + 1
+
+    if full_fit is None:
+        full_fit = fit_huber(df, delta=delta, grid=grid)
+    elif full_fit.method != "huber":
+        raise ValueError("full_fit must come from fit_huber")
+    theta_hat = np.array(full_fit.info["theta"], dtype=float)
+    extra = huber_grid(refit_grid) if refit_grid is not None else np.empty((0, 5))
+    starts = np.vstack([theta_hat[None, :], extra])
+
+    log_n, log_d, log_l = np.log(n), np.log(d), np.log(loss)
+    residuals = log_l - _log_loss(log_n, log_d, *theta_hat)
+    rng = np.random.default_rng(random_seed)
+    rows = []
+    for _ in range(n_boot):
+        for _attempt in range(1000):
+            counts = np.bincount(rng.integers(0, n_runs, size=n_runs), minlength=n_runs)
+            weights = counts[run_codes].astype(float)
+            used = weights > 0
+            if weights.sum() >= MIN_ROWS and len(np.unique(n[used])) >= MIN_DISTINCT_PARAMS:
+                break
+        else:
+            raise ValueError("could not draw a bootstrap replicate with enough distinct sizes")
+        obj = _HuberObjective(log_n[used], log_d[used], log_l[used], delta, weights[used])
+        best, _ = _minimize_from(obj, starts)
+        rows.append(
+            _theta_to_params(best.x)
+            | {"objective": float(best.fun) / obj.scale, "converged": bool(best.success)}
+        )
+    draws = pd.DataFrame(rows)
+    draws.index.name = "replicate"
+    info = dict(full_fit.info) | {"n_boot": int(n_boot), "n_runs": n_runs}
+    return BootstrapFit(
+        "huber_bootstrap",
+        dict(full_fit.params),
+        full_fit.n_obs,
+        draws,
+        residuals,
+        int(random_seed),
+        info=info,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Naive baselines (Hitchhiker's guide)
+# --------------------------------------------------------------------------------------------
+
+
+def best_loss_baseline(df: pd.DataFrame) -> ConstantFit:
+    """Predict the lowest loss in the training data for every target.
+
+    Parameters
+    ----------
+    df
+        Run table with columns ``params``, ``tokens``, ``loss``.
+
+    Returns
+    -------
+    ConstantFit
+        ``method="best_loss"``; ``info`` names the row (``index``, ``params``, ``tokens``,
+        ``run`` when present).
+    """
+    _, _, loss = _columns(df, need_law=False)
+    i = int(np.argmin(loss))
+    return ConstantFit("best_loss", float(loss[i]), len(loss), info=_row_info(df, [i]))
+
+
+def most_trained_baseline(df: pd.DataFrame) -> ConstantFit:
+    """Predict the loss of the training model with the largest ``N * D``.
+
+    That is the last checkpoint of the run that maximizes ``N * D``. If several rows share the
+    largest ``N * D`` (e.g. seeds of the same size and length), their losses are averaged.
+
+    Parameters
+    ----------
+    df
+        Run table with columns ``params``, ``tokens``, ``loss``.
+
+    Returns
+    -------
+    ConstantFit
+        ``method="most_trained"``; ``info`` names the row(s) used.
+    """
+    n, d, loss = _columns(df, need_law=False)
+    compute = n * d
+    top = np.flatnonzero(compute >= compute.max() * (1 - 1e-12))
+    return ConstantFit(
+        "most_trained", float(loss[top].mean()), len(loss), info=_row_info(df, top.tolist())
+    )
+
+
+def _row_info(df: pd.DataFrame, positions: list[int]) -> dict[str, Any]:
+    rows = df.iloc[positions]
+    info: dict[str, Any] = {
+        "index": rows.index.tolist(),
+        "params": rows["params"].astype(float).tolist(),
+        "tokens": rows["tokens"].astype(float).tolist(),
+        "family": _family(df),
+    }
+    if "run" in df.columns:
+        info["run"] = rows["run"].tolist()
+    return info
