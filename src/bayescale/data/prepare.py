@@ -17,6 +17,9 @@ import pandas as pd
 DEFAULT_WARMUP_TOKENS = 1e10
 #: F_target holds checkpoints with tokens >= (1 - 0.3) x the run's final tokens.
 DEFAULT_TARGET_FRACTION = 0.3
+#: Relative slack on fractional cuts so that a checkpoint exactly on the boundary is kept
+#: despite rounding (e.g. ``(1 - 0.7) * 1e10`` is ``3000000000.0000005``).
+_CUT_RTOL = 1e-9
 
 
 def drop_warmup(
@@ -46,7 +49,8 @@ def drop_warmup(
     if min_fraction is not None:
         if not 0 <= min_fraction < 1:
             raise ValueError(f"min_fraction must be in [0, 1); got {min_fraction}")
-        keep &= runs["tokens"].to_numpy() >= min_fraction * _run_length(runs).to_numpy()
+        cut = min_fraction * _run_length(runs).to_numpy() * (1 - _CUT_RTOL)
+        keep &= runs["tokens"].to_numpy() >= cut
     return runs.loc[keep].reset_index(drop=True)
 
 
@@ -107,7 +111,7 @@ def final_fraction(runs: pd.DataFrame, q: float = DEFAULT_TARGET_FRACTION) -> pd
     if not 0 < q <= 1:
         raise ValueError(f"q must be in (0, 1]; got {q}")
     final = runs.groupby("run")["tokens"].transform("max")
-    return runs.loc[runs["tokens"] >= (1 - q) * final].reset_index(drop=True)
+    return runs.loc[runs["tokens"] >= (1 - q) * final * (1 - _CUT_RTOL)].reset_index(drop=True)
 
 
 @dataclass(frozen=True)

@@ -97,16 +97,23 @@ def validate(
     for col in LABEL_COLUMNS:
         null = out[col].isna()
         if null.any():
-            raise DataError(f"column {col!r} has missing values in rows {_listing(out.index[null])}")
-        out[col] = out[col].astype(str)
+            raise DataError(
+                f"column {col!r} has missing values in rows {_listing(out.index[null])}"
+            )
+        as_str = out[col].astype(str)
+        _check_labels_stay_distinct(out[col], as_str, col)
+        out[col] = as_str
     for col in NUMERIC_COLUMNS:
-        values = pd.to_numeric(out[col], errors="coerce")
-        bad_type = values.isna() & out[col].notna()
+        original = out[col]
+        values = pd.to_numeric(original, errors="coerce")
+        # Booleans would silently become 0/1; treat them as the non-numeric values they are.
+        is_bool = _bool_mask(original)
+        bad_type = (values.isna() & original.notna()).to_numpy(dtype=bool) | is_bool
         if bad_type.any():
             rows = out.index[bad_type]
             raise DataError(
                 f"column {col!r} has non-numeric values in rows {_listing(rows)} "
-                f"(e.g. {out.loc[rows[0], col]!r})"
+                f"(e.g. {original[bad_type].iloc[0]!r})"
             )
         out[col] = values.astype("float64")
 
@@ -131,13 +138,15 @@ def validate(
 
     if not allow_perplexity and (out["loss"] > PERPLEXITY_THRESHOLD).all():
         raise DataError(
-            f"every loss is above {PERPLEXITY_THRESHOLD:g} (min {out['loss'].min():.4g}); these "
+            f"every value in column 'loss' is above {PERPLEXITY_THRESHOLD:g} "
+            f"(min {out['loss'].min():.4g}); these "
             "look like perplexities. Convert with numpy.log(perplexity) to nats per token, or "
             "pass allow_perplexity=True if they really are losses."
         )
     if not allow_small_tokens and (out["tokens"] < SMALL_TOKENS_THRESHOLD).all():
         raise DataError(
-            f"every token count is below {SMALL_TOKENS_THRESHOLD:g} (max {out['tokens'].max():.4g});"
+            f"every value in column 'tokens' is below {SMALL_TOKENS_THRESHOLD:g} "
+            f"(max {out['tokens'].max():.4g});"
             " tokens must be raw counts. If they are in billions multiply by 1e9; if they are "
             "log10 values use 10**tokens; or pass allow_small_tokens=True if they are right."
         )
@@ -170,15 +179,42 @@ def _check_one_value_per_run(df: pd.DataFrame, column: str, what: str) -> None:
         )
 
 
+def _bool_mask(values: pd.Series) -> np.ndarray:
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return values.notna().to_numpy(dtype=bool)
+    if values.dtype == object:
+        return values.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy(dtype=bool)
+    return np.zeros(len(values), dtype=bool)
+
+
+def _check_labels_stay_distinct(original: pd.Series, as_str: pd.Series, column: str) -> None:
+    """Refuse labels whose text form is not one-to-one with them (``1`` and ``"1"`` merge)."""
+    orig_codes, _ = pd.factorize(original)
+    str_codes, _ = pd.factorize(as_str)
+    pairs = pd.DataFrame({"o": orig_codes, "s": str_codes}).drop_duplicates()
+    clashing = pairs["s"].duplicated(keep=False) | pairs["o"].duplicated(keep=False)
+    if clashing.any():
+        labels = pd.unique(as_str.to_numpy()[np.isin(str_codes, pairs.loc[clashing, "s"])])
+        raise DataError(
+            f"column {column!r} mixes value types so that labels merge or split when read as "
+            f"text ({_listing(labels)}), e.g. 1 and '1'; use one type per label column"
+        )
+
+
 def _check_tokens_follow_steps(df: pd.DataFrame) -> None:
     steps = pd.to_numeric(df["step"], errors="coerce")
-    ordered = df.assign(_step=steps).dropna(subset=["_step"]).sort_values(
-        ["run", "_step"], kind="mergesort"
+    # Sorting ties by tokens makes the check independent of the input row order.
+    ordered = (
+        df.assign(_step=steps)
+        .dropna(subset=["_step"])
+        .sort_values(["run", "_step", "tokens"], kind="mergesort")
     )
-    decreasing = ordered.groupby("run", sort=False)["tokens"].diff() <= 0
-    if decreasing.any():
-        runs = pd.unique(ordered.loc[decreasing, "run"])
+    grouped = ordered.groupby("run", sort=False)
+    not_increasing = (grouped["tokens"].diff() <= 0) | (grouped["_step"].diff() <= 0)
+    if not_increasing.any():
+        runs = pd.unique(ordered.loc[not_increasing, "run"])
         raise DataError(
-            "tokens must increase with step within a run, but they do not in run(s) "
-            f"{_listing(runs)} (rows {_listing(ordered.index[decreasing.to_numpy()])})"
+            "tokens must increase with step within a run (one step per checkpoint), but they do "
+            f"not in run(s) {_listing(runs)} "
+            f"(rows {_listing(ordered.index[not_increasing.to_numpy()])})"
         )
