@@ -1,7 +1,52 @@
-"""bayescale: hierarchical Bayesian estimation of neural scaling laws."""
+"""bayescale: hierarchical Bayesian estimation of neural scaling laws.
 
+Typical use::
+
+    import bayescale
+    runs = bayescale.load_dataset("olmo-ladder")
+    fit = bayescale.fit(runs, random_seed=0)
+    fit.summary()
+    fit.predict(params=3.2e9, tokens=6e11, family="olmo-ladder")
+"""
+
+from bayescale.data.datasets import list_datasets, load_dataset
+from bayescale.data.prepare import (
+    ProtocolSplit,
+    drop_warmup,
+    final_fraction,
+    max_param_runs,
+    protocol_split,
+    thin_log_spaced,
+)
+from bayescale.data.validate import validate
 from bayescale.errors import DataError, SamplingWarning
+from bayescale.fit import ScalingLawFit, fit, load
+from bayescale.intervals import prediction_dataset
+from bayescale.models.options import ModelOptions
+from bayescale.models.priors import DEFAULT_PRIORS
+from bayescale.simulate import Simulation, simulate
 
 __version__ = "0.1.0"
 
-__all__ = ["DataError", "SamplingWarning", "__version__"]
+__all__ = [
+    "DEFAULT_PRIORS",
+    "DataError",
+    "ModelOptions",
+    "ProtocolSplit",
+    "SamplingWarning",
+    "ScalingLawFit",
+    "Simulation",
+    "__version__",
+    "drop_warmup",
+    "final_fraction",
+    "fit",
+    "list_datasets",
+    "load",
+    "load_dataset",
+    "max_param_runs",
+    "prediction_dataset",
+    "protocol_split",
+    "simulate",
+    "thin_log_spaced",
+    "validate",
+]

@@ -5,8 +5,8 @@ from bayescale.laws.chinchilla import (
     PUBLISHED_FITS,
     chinchilla_log_loss_ref,
     chinchilla_loss,
-    to_reference_scale,
     from_reference_scale,
+    to_reference_scale,
 )
 
 __all__ = [

@@ -1,0 +1,146 @@
+"""Turn a validated run table into the index arrays the model builders use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from bayescale.errors import DataError
+
+
+@dataclass(frozen=True)
+class Design:
+    """Arrays describing runs, families and checkpoints of a run table.
+
+    Observations are ordered by family, run and tokens (as :func:`bayescale.validate` returns).
+
+    Attributes
+    ----------
+    families, runs, archs
+        Labels (coordinates of the ``family``, ``run`` and ``arch`` dims).
+    n0, d0
+        Reference scales: geometric mean of the runs' parameter counts and of the tokens.
+    run_family
+        Family index of each run.
+    family_arch
+        Arch index of each family (all zeros without an arch level).
+    run_log_n
+        ``log(N / N0)`` per run.
+    obs_run
+        Run index of each observation.
+    obs_log_d
+        ``log(D / D0)`` per observation.
+    log_loss
+        Observed ``log L`` per observation.
+    obs_prev
+        Index of the previous checkpoint of the same run, or -1 for a run's first checkpoint.
+    obs_gap
+        Distance to the previous checkpoint in log tokens (0 for first checkpoints).
+    """
+
+    families: np.ndarray
+    runs: np.ndarray
+    archs: np.ndarray
+    n0: float
+    d0: float
+    run_family: np.ndarray
+    family_arch: np.ndarray
+    run_log_n: np.ndarray
+    obs_run: np.ndarray
+    obs_log_d: np.ndarray
+    log_loss: np.ndarray
+    obs_prev: np.ndarray
+    obs_gap: np.ndarray
+    run_params: np.ndarray = field(repr=False)
+
+    @property
+    def n_obs(self) -> int:
+        """Number of checkpoints."""
+        return int(self.log_loss.size)
+
+    @property
+    def run_counts(self) -> np.ndarray:
+        """Checkpoints per run."""
+        return np.bincount(self.obs_run, minlength=len(self.runs))
+
+    def coords(self) -> dict[str, np.ndarray]:
+        """PyMC/ArviZ coordinates."""
+        return {
+            "family": self.families,
+            "run": self.runs,
+            "arch": self.archs,
+            "obs": np.arange(self.n_obs),
+        }
+
+
+def build_design(
+    runs: pd.DataFrame,
+    use_arch: bool = False,
+    n0: float | None = None,
+    d0: float | None = None,
+) -> Design:
+    """Index a validated run table.
+
+    Parameters
+    ----------
+    runs
+        Output of :func:`bayescale.validate`.
+    use_arch
+        Add an ``arch`` level between population and family (needs an ``arch`` column and one
+        arch per family).
+    n0, d0
+        Reference scales; default to the geometric means of the data.
+
+    Returns
+    -------
+    Design
+    """
+    runs = runs.sort_values(["family", "run", "tokens"], kind="mergesort").reset_index(drop=True)
+    families, run_family_codes = np.unique(runs["family"].to_numpy(dtype=str), return_inverse=True)
+    run_labels = runs["run"].to_numpy(dtype=str)
+    # runs ordered as they appear (family, run sorted)
+    run_names, first_idx, obs_run = np.unique(run_labels, return_index=True, return_inverse=True)
+    run_family = run_family_codes[first_idx]
+    run_params = runs["params"].to_numpy(dtype=float)[first_idx]
+
+    if use_arch:
+        if "arch" not in runs.columns:
+            raise DataError("an arch level needs an 'arch' column in the run table")
+        fam_arch = runs.groupby("family")["arch"].nunique()
+        if (fam_arch > 1).any():
+            bad = fam_arch[fam_arch > 1].index.tolist()[:5]
+            raise DataError(f"each family needs one arch for an arch level; families {bad} mix")
+        arch_by_family = runs.groupby("family")["arch"].first().astype(str)
+        archs, family_arch = np.unique(arch_by_family.loc[families].to_numpy(), return_inverse=True)
+    else:
+        archs = np.array(["all"])
+        family_arch = np.zeros(len(families), dtype=int)
+
+    tokens = runs["tokens"].to_numpy(dtype=float)
+    n0 = float(np.exp(np.mean(np.log(run_params)))) if n0 is None else float(n0)
+    d0 = float(np.exp(np.mean(np.log(tokens)))) if d0 is None else float(d0)
+    obs_log_d = np.log(tokens / d0)
+
+    obs_prev = np.arange(len(runs)) - 1
+    first_of_run = np.r_[True, obs_run[1:] != obs_run[:-1]]
+    obs_prev[first_of_run] = -1
+    obs_gap = np.where(first_of_run, 0.0, obs_log_d - obs_log_d[np.maximum(obs_prev, 0)])
+
+    return Design(
+        families=families.astype(str),
+        runs=run_names.astype(str),
+        archs=np.asarray(archs).astype(str),
+        n0=n0,
+        d0=d0,
+        run_family=run_family.astype(int),
+        family_arch=np.asarray(family_arch).astype(int),
+        run_log_n=np.log(run_params / n0),
+        obs_run=obs_run.astype(int),
+        obs_log_d=obs_log_d,
+        log_loss=np.log(runs["loss"].to_numpy(dtype=float)),
+        obs_prev=obs_prev.astype(int),
+        obs_gap=obs_gap,
+        run_params=run_params,
+    )

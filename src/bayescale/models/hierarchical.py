@@ -1,0 +1,192 @@
+"""PyMC builder of the hierarchical Chinchilla-form model.
+
+Levels: population -> (arch) -> family -> run (seed offset) -> checkpoint.
+
+* Family parameters ``theta_f = (log_E, a, log_alpha, b, log_beta)`` at reference scales
+  ``(N0, D0)``: ``log mu(N, D) = logsumexp(log_E, a - alpha log(N/N0), b - beta log(D/D0))``.
+* Run offsets ``u_r ~ N(0, sigma_seed_r)`` on log-loss; ``sigma_seed_r = sigma_seed`` or
+  ``sigma_seed * exp(slope * log(N_r/N0))``.
+* Checkpoint noise on log-loss: Normal (offsets integrated out in closed form, optionally AR(1))
+  or Student-t (explicit centred offsets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from bayescale.laws.chinchilla import chinchilla_log_loss_ref
+from bayescale.models.design import Design
+from bayescale.models.likelihood import ar_phi, run_marginal_loglik
+from bayescale.models.options import ModelOptions
+from bayescale.models.priors import THETA_NAMES, theta_prior_arrays
+
+LAW_PARAMS = ("E", "A", "alpha", "B", "beta")
+
+
+def build_model(
+    design: Design, priors: Mapping[str, Mapping[str, float]], options: ModelOptions
+) -> pm.Model:
+    """Build the PyMC model.
+
+    Parameters
+    ----------
+    design
+        Index arrays from :func:`bayescale.models.design.build_design`.
+    priors
+        Full prior specification from :func:`bayescale.models.priors.resolve_priors`.
+    options
+        Modelling choices.
+
+    Returns
+    -------
+    pymc.Model
+        Free variables ``mu_theta``, ``tau_theta`` (+ ``theta_arch``, ``tau_arch``),
+        ``theta`` (family x theta), ``sigma_seed``, ``sigma_obs`` and the options' extras;
+        deterministics ``E, A, alpha, B, beta`` per family and ``*_pop`` for the population.
+    """
+    coords = {**design.coords(), "component": list(THETA_NAMES)}
+    mu0, sd0, fam_scale, arch_scale = theta_prior_arrays(priors)
+    n_fam = len(design.families)
+    with pm.Model(coords=coords) as model:
+        mu_theta = pm.Normal("mu_theta", mu=mu0, sigma=sd0, dims="component")
+        if options.correlated_families:
+            chol, _, _ = pm.LKJCholeskyCov(
+                "family_chol",
+                n=len(THETA_NAMES),
+                eta=priors["lkj_eta"]["eta"],
+                sd_dist=pm.HalfNormal.dist(sigma=fam_scale, shape=len(THETA_NAMES)),
+                compute_corr=True,
+            )
+            tau_theta = pm.Deterministic(
+                "tau_theta", pt.sqrt(pt.diag(chol @ chol.T)), dims="theta"
+            )
+        else:
+            chol = None
+            # Gamma(2) keeps the spread away from 0, where centred families form a funnel
+            # (few families cannot tell tau = 0 from tau small); its mean is the scale.
+            tau_theta = pm.Gamma("tau_theta", alpha=2.0, beta=2.0 / fam_scale, dims="component")
+
+        if options.use_arch:
+            tau_arch = pm.HalfNormal("tau_arch", sigma=arch_scale, dims="component")
+            z_arch = pm.Normal("z_arch", 0.0, 1.0, dims=("arch", "component"))
+            theta_arch = pm.Deterministic(
+                "theta_arch", mu_theta + tau_arch * z_arch, dims=("arch", "component")
+            )
+            centre = theta_arch[design.family_arch]
+        else:
+            centre = pt.broadcast_to(mu_theta, (n_fam, len(THETA_NAMES)))
+
+        if n_fam == 1 and not options.use_arch:
+            # A lone family is the population: no funnel between mu and tau. tau keeps its prior
+            # and is used only to predict new families.
+            theta = pm.Deterministic("theta", centre, dims=("family", "component"))
+        elif chol is not None:
+            if options.family_parameterization == "centered":
+                theta = pm.MvNormal("theta", mu=centre, chol=chol, dims=("family", "component"))
+            else:
+                z = pm.Normal("z_theta", 0.0, 1.0, dims=("family", "component"))
+                theta = pm.Deterministic("theta", centre + z @ chol.T, dims=("family", "component"))
+        elif options.family_parameterization == "centered":
+            theta = pm.Normal("theta", mu=centre, sigma=tau_theta, dims=("family", "component"))
+        else:
+            z = pm.Normal("z_theta", 0.0, 1.0, dims=("family", "component"))
+            theta = pm.Deterministic("theta", centre + tau_theta * z, dims=("family", "component"))
+
+        _law_deterministics(mu_theta, theta, design)
+
+        sigma_seed = pm.HalfNormal("sigma_seed", sigma=priors["sigma_seed"]["sigma"])
+        if options.seed_by_size:
+            slope = pm.Normal(
+                "seed_size_slope",
+                mu=priors["seed_size_slope"]["mu"],
+                sigma=priors["seed_size_slope"]["sigma"],
+            )
+            tau_run = sigma_seed * pt.exp(slope * design.run_log_n)
+        else:
+            tau_run = sigma_seed * pt.ones(len(design.runs))
+        sigma_obs = pm.HalfNormal("sigma_obs", sigma=priors["sigma_obs"]["sigma"])
+
+        log_mu = log_mean_curve(theta, design)
+        if options.likelihood == "normal":
+            _normal_marginal(design, options, priors, log_mu, sigma_obs, tau_run)
+        else:
+            nu = pm.Gamma("nu", alpha=priors["nu"]["alpha"], beta=priors["nu"]["beta"])
+            run_effect = pm.Normal("run_effect", 0.0, tau_run, dims="run")
+            pm.StudentT(
+                "log_loss",
+                nu=nu,
+                mu=log_mu + run_effect[design.obs_run],
+                sigma=sigma_obs,
+                observed=design.log_loss,
+                dims="obs",
+            )
+    return model
+
+
+def _law_deterministics(mu_theta: pt.TensorVariable, theta: pt.TensorVariable, design: Design):
+    log_n0, log_d0 = np.log(design.n0), np.log(design.d0)
+    for suffix, vec, dims in (("", theta, "family"), ("_pop", mu_theta, None)):
+        log_e, a, log_alpha, b, log_beta = (vec[..., i] for i in range(len(THETA_NAMES)))
+        alpha, beta = pt.exp(log_alpha), pt.exp(log_beta)
+        pm.Deterministic(f"E{suffix}", pt.exp(log_e), dims=dims)
+        pm.Deterministic(f"A{suffix}", pt.exp(a + alpha * log_n0), dims=dims)
+        pm.Deterministic(f"alpha{suffix}", alpha, dims=dims)
+        pm.Deterministic(f"B{suffix}", pt.exp(b + beta * log_d0), dims=dims)
+        pm.Deterministic(f"beta{suffix}", beta, dims=dims)
+
+
+def log_mean_curve(theta, design: Design, math=pt):
+    """log mu per checkpoint for family parameters ``theta[..., family, 5]``.
+
+    Works on a PyTensor matrix (family x 5) or a numpy array of draws (..., family x 5); the
+    per-run asymptote ``E + A/N^alpha`` is computed once per run (half the gradient cost).
+    """
+    th_run = theta[..., design.run_family, :]
+    asym = math.logaddexp(
+        th_run[..., 0], th_run[..., 1] - math.exp(th_run[..., 2]) * design.run_log_n
+    )
+    obs_family = design.run_family[design.obs_run]
+    b_obs = theta[..., obs_family, 3]
+    beta_obs = math.exp(theta[..., obs_family, 4])
+    return math.logaddexp(asym[..., design.obs_run], b_obs - beta_obs * design.obs_log_d)
+
+
+def _normal_marginal(design, options, priors, log_mu, sigma_obs, tau_run) -> None:
+    n_runs = len(design.runs)
+
+    def segment_sum(x):
+        return pt.inc_subtensor(pt.zeros(n_runs)[design.obs_run], x)
+
+    phi = None
+    if options.autocorrelation != "none":
+        rho = pm.Beta("ar_rho", alpha=priors["ar_rho"]["alpha"], beta=priors["ar_rho"]["beta"])
+        phi = ar_phi(rho, design.obs_gap, design.obs_prev, options.autocorrelation, math=pt)
+    resid = design.log_loss - log_mu
+    loglik = run_marginal_loglik(
+        resid,
+        sigma_obs,
+        tau_run,
+        design.run_counts.astype(float),
+        segment_sum,
+        phi=phi,
+        prev=design.obs_prev,
+        math=pt,
+    )
+    pm.Potential("run_marginal_loglik", loglik.sum())
+
+
+def reference_log_loss(theta: np.ndarray, log_n_rel: np.ndarray, log_d_rel: np.ndarray):
+    """Numpy log mean curve for reference-scale parameter draws ``theta[..., 5]``."""
+    return chinchilla_log_loss_ref(
+        log_n_rel,
+        log_d_rel,
+        theta[..., 0:1],
+        theta[..., 1:2],
+        np.exp(theta[..., 2:3]),
+        theta[..., 3:4],
+        np.exp(theta[..., 4:5]),
+    )

@@ -1,0 +1,78 @@
+"""Modelling choices of the hierarchical scaling-law model."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+Likelihood = Literal["normal", "student_t"]
+Autocorrelation = Literal["none", "order", "log_tokens"]
+FamilyParameterization = Literal["centered", "noncentered"]
+
+_HIERARCHIES = {("family",), ("arch", "family")}
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """How the hierarchical model is built.
+
+    Attributes
+    ----------
+    hierarchy
+        ``("family",)`` (population -> family) or ``("arch", "family")`` (population -> arch ->
+        family).
+    likelihood
+        ``"normal"``: Gaussian checkpoint noise on log-loss with the per-run seed offsets
+        integrated out in closed form (fast, default). ``"student_t"``: robust Student-t noise with
+        explicit, centred per-run offsets.
+    autocorrelation
+        ``"none"``; ``"order"``: AR(1) between consecutive checkpoints of a run; ``"log_tokens"``:
+        correlation ``rho ** (gap / median_gap)`` decaying with the distance in log tokens.
+        Only with the normal likelihood.
+    seed_by_size
+        Let the seed sd vary log-linearly with ``log(N / N0)``.
+    correlated_families
+        Correlated family effects through an LKJ prior on the 5x5 family covariance.
+    family_parameterization
+        ``"centered"`` (default; right when every family has many checkpoints) or
+        ``"noncentered"``.
+    """
+
+    hierarchy: tuple[str, ...] = ("family",)
+    likelihood: Likelihood = "normal"
+    autocorrelation: Autocorrelation = "none"
+    seed_by_size: bool = False
+    correlated_families: bool = False
+    family_parameterization: FamilyParameterization = "centered"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hierarchy", tuple(self.hierarchy))
+        if self.hierarchy not in _HIERARCHIES:
+            raise ValueError(
+                f"hierarchy must be one of {sorted(_HIERARCHIES)}; got {self.hierarchy}"
+            )
+        if self.likelihood not in ("normal", "student_t"):
+            raise ValueError(f"likelihood must be 'normal' or 'student_t'; got {self.likelihood!r}")
+        if self.autocorrelation not in ("none", "order", "log_tokens"):
+            raise ValueError(
+                "autocorrelation must be 'none', 'order' or 'log_tokens'; "
+                f"got {self.autocorrelation!r}"
+            )
+        if self.autocorrelation != "none" and self.likelihood != "normal":
+            raise ValueError("autocorrelated residuals are only available with likelihood='normal'")
+        if self.family_parameterization not in ("centered", "noncentered"):
+            raise ValueError(
+                "family_parameterization must be 'centered' or 'noncentered'; "
+                f"got {self.family_parameterization!r}"
+            )
+
+    @property
+    def use_arch(self) -> bool:
+        """Whether the model has an arch level."""
+        return "arch" in self.hierarchy
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        out = asdict(self)
+        out["hierarchy"] = list(self.hierarchy)
+        return out

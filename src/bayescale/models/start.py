@@ -1,0 +1,92 @@
+"""Starting values for the sampler from a quick penalised least-squares fit per family.
+
+NUTS adapts much faster from a point near the posterior bulk; PyMC's default jitter of +-1 in
+unconstrained space is far too large for effects on a 0.01 scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from bayescale.models.design import Design
+from bayescale.models.hierarchical import log_mean_curve, reference_log_loss
+from bayescale.models.options import ModelOptions
+from bayescale.models.priors import theta_prior_arrays
+
+_NOISE_GUESS = 0.02
+
+
+def family_least_squares(
+    design: Design, priors: Mapping[str, Mapping[str, float]]
+) -> np.ndarray:
+    """Penalised least-squares estimate of ``theta`` per family (family x 5).
+
+    Residuals are ``(log L - log mu) / 0.02`` plus the prior's ``(theta - mu0) / sd0``, so a
+    family whose data do not pin a parameter (e.g. one run and no N-variation) stays at the
+    prior mean.
+    """
+    mu0, sd0, _, _ = theta_prior_arrays(priors)
+    out = np.empty((len(design.families), len(mu0)))
+    obs_family = design.run_family[design.obs_run]
+    for f in range(len(design.families)):
+        mask = obs_family == f
+        log_n = design.run_log_n[design.obs_run[mask]]
+        log_d = design.obs_log_d[mask]
+        y = design.log_loss[mask]
+        start = mu0.copy()
+        start[0] = min(np.log(np.exp(y).min() * 0.8), mu0[0])
+
+        def resid(theta, log_n=log_n, log_d=log_d, y=y):
+            pred = reference_log_loss(theta[None, :], log_n, log_d)[0]
+            return np.r_[(y - pred) / _NOISE_GUESS, (theta - mu0) / sd0]
+
+        out[f] = least_squares(resid, start, method="trf", x_scale=1.0, max_nfev=2000).x
+    return out
+
+
+def initial_point(
+    design: Design, priors: Mapping[str, Mapping[str, float]], options: ModelOptions
+) -> dict[str, np.ndarray]:
+    """Initial values (constrained space) for the model's free variables."""
+    theta = family_least_squares(design, priors)
+    _, _, fam_scale, arch_scale = theta_prior_arrays(priors)
+    resid = _residuals(design, theta)
+    starts = np.flatnonzero(np.r_[True, design.obs_run[1:] != design.obs_run[:-1]])
+    run_means = np.add.reduceat(resid, starts) / design.run_counts
+    within = resid - run_means[design.obs_run]
+    sigma_obs = float(np.clip(np.std(within), 1e-4, None))
+    sigma_seed = float(np.clip(np.std(run_means), 1e-3, None))
+
+    n_fam = len(design.families)
+    mu = theta.mean(axis=0)
+    tau = np.clip(theta.std(axis=0), 0.2 * fam_scale, fam_scale) if n_fam > 1 else 0.5 * fam_scale
+    point: dict[str, np.ndarray] = {
+        "mu_theta": mu,
+        "sigma_seed": np.asarray(sigma_seed),
+        "sigma_obs": np.asarray(sigma_obs),
+    }
+    if not options.correlated_families:
+        point["tau_theta"] = tau
+    if options.use_arch:
+        point["tau_arch"] = 0.5 * arch_scale
+        point["z_arch"] = np.zeros((len(design.archs), theta.shape[1]))
+    if n_fam > 1 or options.use_arch:
+        if options.family_parameterization == "centered":
+            point["theta"] = theta
+        elif not options.correlated_families:
+            point["z_theta"] = (theta - mu) / tau
+    if options.likelihood == "student_t":
+        point["run_effect"] = run_means
+        point["nu"] = np.asarray(5.0)
+    if options.autocorrelation != "none":
+        point["ar_rho"] = np.asarray(0.5)
+    if options.seed_by_size:
+        point["seed_size_slope"] = np.asarray(0.0)
+    return point
+
+
+def _residuals(design: Design, theta: np.ndarray) -> np.ndarray:
+    return design.log_loss - log_mean_curve(theta, design, math=np)
