@@ -204,17 +204,18 @@ def prediction_table(
     if not {"params", "tokens"} <= set(targets.columns):
         raise ValueError("targets needs columns 'params' and 'tokens'")
     frame = targets.reset_index(drop=True).copy()
-    keys = pd.DataFrame(
-        {
-            col: [_key(v) for v in frame[col]] if col in frame.columns else [None] * len(frame)
-            for col in ("family", "arch", "run")
-        }
-    )
-    group_id = keys.astype(object).where(keys.notna(), "\0").astype(str).agg("|".join, axis=1)
+    cols_present = [c for c in ("family", "arch", "run") if c in frame.columns]
+    keys = [
+        tuple(_key(frame[c].iloc[i]) if c in cols_present else None
+              for c in ("family", "arch", "run"))
+        for i in range(len(frame))
+    ]
+    groups: dict[tuple, list[int]] = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
     pieces: list[pd.DataFrame] = []
-    for gid in pd.unique(group_id):
-        idx = np.flatnonzero(group_id.to_numpy() == gid)
-        fam, arch, run = (keys.iloc[idx[0]][c] for c in ("family", "arch", "run"))
+    for (fam, arch, run), members in groups.items():
+        idx = np.asarray(members)
         if run is not None:
             fam = arch = None
         elif arch is not None and fam in fit.families:
