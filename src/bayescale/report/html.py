@@ -153,6 +153,7 @@ def _fit_section(
     held_out: pd.DataFrame | None,
     level: float,
     max_curve_families: int,
+    curve_families: Sequence[str] | None,
 ) -> pd.DataFrame:
     prefix = f"{name}: " if multi else ""
     page.h(2, f"{prefix}data")
@@ -186,9 +187,9 @@ def _fit_section(
     page.table(ci[_PARAM_COLUMNS])
 
     page.h(2, f"{prefix}figures")
-    families = fit.families[:max_curve_families]
-    if len(fit.families) > max_curve_families:
-        page.p(f"Loss curves of the first {max_curve_families} of {len(fit.families)} families.")
+    families = list(curve_families) if curve_families else fit.families[:max_curve_families]
+    if len(families) < len(fit.families):
+        page.p(f"Loss curves of {len(families)} of the {len(fit.families)} families.")
     page.figure(
         plot_loss_curves(fit, families, held_out=held_out, level=level),
         f"{prefix}loss curves",
@@ -213,6 +214,7 @@ def html(
     level: float = 0.9,
     png_dir: str | Path | None = None,
     max_curve_families: int = 12,
+    curve_families: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
     dpi: int = 90,
 ) -> Path:
     """Write one self-contained HTML report.
@@ -243,6 +245,9 @@ def html(
         Also write every figure as a PNG file there.
     max_curve_families
         Largest number of families drawn in the loss-curve figure of each fit.
+    curve_families
+        Families to draw in the loss-curve figure (a list, or ``{fit name: list}``); default:
+        the first ``max_curve_families``.
     dpi
         Resolution of the embedded PNGs.
 
@@ -260,6 +265,10 @@ def html(
         raise ValueError("html needs at least one fit")
     multi = len(fits) > 1
     held = held_out if isinstance(held_out, Mapping) else dict.fromkeys(fits, held_out)
+    if curve_families is None or isinstance(curve_families, Mapping):
+        chosen = dict(curve_families or {})
+    else:
+        chosen = {key: list(curve_families) for key in fits}
     for name, f in fits.items():
         _fit_section(
             page,
@@ -269,6 +278,7 @@ def html(
             held_out=held.get(name),
             level=level,
             max_curve_families=max_curve_families,
+            curve_families=chosen.get(name),
         )
 
     preds = _as_mapping(predictions, "predictions")

@@ -273,21 +273,25 @@ def plot_forest(
     fig, axes = plt.subplots(
         1,
         len(var_names),
-        figsize=(3.2 * len(var_names) + 1.5, 0.32 * n + 1.4),
+        figsize=(3.2 * len(var_names) + 1.5, 0.3 * n + 1.4),
         squeeze=False,
-        sharey=True,
     )
-    az.plot_forest(
-        fit.idata,
-        var_names=list(var_names),
-        coords={"family": fams},
-        combined=True,
-        hdi_prob=hdi_prob,
-        ax=axes[0],
-        textsize=8,
-    )
-    for ax, name in zip(axes[0], var_names, strict=False):
+    for i, (ax, name) in enumerate(zip(axes[0], var_names, strict=False)):
+        az.plot_forest(
+            fit.idata,
+            var_names=[name],
+            coords={"family": fams},
+            combined=True,
+            hdi_prob=hdi_prob,
+            ax=ax,
+            textsize=8,
+        )
         ax.set_title(name, fontsize=10)
+        if i == 0:
+            ax.set_yticklabels(list(reversed(fams)) if len(ax.get_yticks()) == n else
+                               [t.get_text() for t in ax.get_yticklabels()])
+        else:
+            ax.set_yticklabels([])
     fig.suptitle(f"Family parameters ({100 * hdi_prob:g}% HDI)", fontsize=11)
     fig.tight_layout()
     return fig
@@ -304,8 +308,12 @@ def plot_comparison(comparison: Comparison, level: float = 0.9) -> Figure:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
     rel = 100 * c.rel_diff
     rope = 100 * c.rope
-    ax1.axvspan(-rope, rope, color="gold", alpha=0.35, lw=0, label=f"ROPE +-{rope:g}%")
-    ax1.hist(rel, bins=50, color="steelblue", alpha=0.85, density=True)
+    ax1.axvspan(-rope, rope, color="gold", alpha=0.35, lw=0, label=f"ROPE \u00b1{rope:g}%")
+    view_lo, view_hi = np.quantile(rel, [0.005, 0.995])
+    view_lo, view_hi = min(view_lo, -1.5 * rope), max(view_hi, 1.5 * rope)
+    ax1.hist(rel[(rel >= view_lo) & (rel <= view_hi)], bins=50, color="steelblue", alpha=0.85,
+             density=True)
+    ax1.set_xlim(view_lo, view_hi)
     ax1.axvline(0, color="black", lw=0.8)
     lo, hi = c.interval(rel, level)
     ax1.axvline(lo, color="navy", ls="--", lw=0.8)
@@ -381,6 +389,8 @@ def plot_sigma_seed(fit: ScalingLawFit, level: float = 0.9) -> Figure:
     with its ``level`` band, and the empirical sd of the final log-loss across replicate runs
     of the same config (marker area ~ number of runs).
     """
+    from matplotlib.ticker import NullFormatter
+
     plt = _pyplot()
     post = fit.idata.posterior
     sizes = fit.data["params"].to_numpy(float)
@@ -402,6 +412,7 @@ def plot_sigma_seed(fit: ScalingLawFit, level: float = 0.9) -> Figure:
             ax.scatter(g["params"], g["sd_log_loss"], s=12 * g["n_runs"], alpha=0.8,
                        label=f"replicates: {fam}")
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("parameters N")
     ax.set_ylabel("sd of log-loss between seeds")
     ax.set_title("Seed-to-seed variability vs model size", fontsize=10)
