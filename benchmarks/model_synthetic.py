@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--data-seed", type=int, default=1)
     parser.add_argument("--show-misses", action="store_true")
+    parser.add_argument("--parameterizations", nargs="+", default=["local"])
     parser.add_argument("--target-accept", type=float, default=0.9)
     args = parser.parse_args()
 
@@ -58,7 +59,8 @@ def main() -> None:
         random_seed=args.data_seed,
     )
     rows = []
-    for sampler in args.samplers:
+    configs = [(s, p) for s in args.samplers for p in args.parameterizations]
+    for sampler, parameterization in configs:
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -71,6 +73,7 @@ def main() -> None:
                 random_seed=0,
                 progressbar=False,
                 target_accept=args.target_accept,
+                family_parameterization=parameterization,
             )
         total = time.perf_counter() - t0
         diag = fit.diagnostics
@@ -78,6 +81,7 @@ def main() -> None:
         rows.append(
             {
                 "sampler": sampler,
+                "families": parameterization,
                 "compile+sample s": round(fit.meta["sampling_seconds"], 1),
                 "total s": round(total, 1),
                 "divergences": diag.divergences,
@@ -90,7 +94,7 @@ def main() -> None:
             }
         )
         if args.show_misses:
-            print(f"[{sampler}] misses:", *misses, sep="\n  ")
+            print(f"[{sampler}/{parameterization}] misses:", *misses, sep="\n  ")
     table = pd.DataFrame(rows)
     print(f"synthetic: {len(sim.runs)} points, {args.chains} chains x ({args.tune} tune + "
           f"{args.draws} draws)")

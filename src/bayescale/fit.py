@@ -46,10 +46,10 @@ def fit(
     hierarchy: Sequence[str] = ("family",),
     *,
     likelihood: str = "normal",
-    autocorrelation: str = "none",
+    autocorrelation: str | None = None,
     seed_by_size: bool = False,
     correlated_families: bool = False,
-    family_parameterization: str = "centered",
+    family_parameterization: str = "local",
     priors: Mapping[str, Mapping[str, float]] | None = None,
     sampler: Sampler = "nutpie",
     draws: int = 1000,
@@ -72,7 +72,8 @@ def fit(
     hierarchy
         ``("family",)`` or ``("arch", "family")``.
     likelihood, autocorrelation, seed_by_size, correlated_families, family_parameterization
-        Modelling options, see :class:`bayescale.models.ModelOptions`.
+        Modelling options, see :class:`bayescale.models.ModelOptions`. ``autocorrelation``
+        defaults to ``"log_tokens"`` with the normal likelihood and ``"none"`` with Student-t.
     priors
         Partial overrides of :data:`bayescale.models.DEFAULT_PRIORS`.
     sampler
@@ -99,6 +100,8 @@ def fit(
     """
     if law not in SUPPORTED_LAWS:
         raise ValueError(f"law must be one of {SUPPORTED_LAWS}; got {law!r}")
+    if autocorrelation is None:  # AR(1) needs the Gaussian likelihood
+        autocorrelation = "log_tokens" if likelihood == "normal" else "none"
     options = ModelOptions(
         hierarchy=tuple(hierarchy),
         likelihood=likelihood,  # type: ignore[arg-type]

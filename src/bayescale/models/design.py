@@ -56,6 +56,14 @@ class Design:
     run_params: np.ndarray = field(repr=False)
 
     @property
+    def family_log_n_ref(self) -> np.ndarray:
+        """``log(N_f / N0)`` with ``N_f`` the geometric mean of each family's run sizes."""
+        return np.array([
+            np.mean(np.log(np.unique(self.run_params[self.run_family == f]) / self.n0))
+            for f in range(len(self.families))
+        ])
+
+    @property
     def n_obs(self) -> int:
         """Number of checkpoints."""
         return int(self.log_loss.size)

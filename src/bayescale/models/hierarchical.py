@@ -25,6 +25,42 @@ from bayescale.models.options import ModelOptions
 from bayescale.models.priors import THETA_NAMES, theta_prior_arrays
 
 LAW_PARAMS = ("E", "A", "alpha", "B", "beta")
+#: Sampling coordinates of a family under ``family_parameterization="local"``.
+LOCAL_NAMES = ("log_asymptote", "logit_irreducible", "log_slope", "b", "log_beta")
+
+
+def uses_local_coordinates(options: ModelOptions) -> bool:
+    """Whether families are sampled in the local coordinates of :func:`local_to_theta`."""
+    return options.family_parameterization == "local" and not options.correlated_families
+
+
+def local_to_theta(local, log_n_ref, math=np):
+    """Map local coordinates to ``theta = (log_E, a, log_alpha, b, log_beta)``.
+
+    At each family's reference size ``N_f`` (``log_n_ref = log(N_f/N0)``):
+    ``c = log(E + A/N_f^alpha)`` is the log of the converged loss, ``eta = logit(E / e^c)``
+    the share of it that is irreducible, and ``log_s = log(alpha (1 - E/e^c))`` the log of its
+    local log-log slope in N. Data pin ``c`` and ``log_s`` well; only ``eta`` (how the converged
+    loss splits into E and A/N^alpha) is weakly identified, along one axis instead of the
+    curved E-A-alpha ridge. The map has Jacobian determinant -1.
+    """
+    c, eta, log_s = local[..., 0], local[..., 1], local[..., 2]
+    log_frac_e = -math.log1p(math.exp(-eta))  # log sigmoid(eta)
+    log_frac_a = -math.log1p(math.exp(eta))  # log sigmoid(-eta)
+    log_alpha = log_s - log_frac_a
+    a = c + log_frac_a + math.exp(log_alpha) * log_n_ref
+    return math.stack([c + log_frac_e, a, log_alpha, local[..., 3], local[..., 4]], axis=-1)
+
+
+def theta_to_local(theta: np.ndarray, log_n_ref: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`local_to_theta` (numpy)."""
+    log_e, a, log_alpha = theta[..., 0], theta[..., 1], theta[..., 2]
+    log_a_term = a - np.exp(log_alpha) * log_n_ref
+    c = np.logaddexp(log_e, log_a_term)
+    eta = log_e - log_a_term
+    log_s = log_alpha + log_a_term - c
+    return np.stack([c, eta, log_s, theta[..., 3], theta[..., 4]], axis=-1)
+
 
 
 def build_model(
@@ -48,11 +84,29 @@ def build_model(
         ``theta`` (family x theta), ``sigma_seed``, ``sigma_obs`` and the options' extras;
         deterministics ``E, A, alpha, B, beta`` per family and ``*_pop`` for the population.
     """
-    coords = {**design.coords(), "component": list(THETA_NAMES)}
+    coords = {
+        **design.coords(),
+        "component": list(THETA_NAMES),
+        "local_component": list(LOCAL_NAMES),
+    }
     mu0, sd0, fam_scale, arch_scale = theta_prior_arrays(priors)
     n_fam = len(design.families)
+    single = n_fam == 1 and not options.use_arch
+    local_single = single and uses_local_coordinates(options)
     with pm.Model(coords=coords) as model:
-        mu_theta = pm.Normal("mu_theta", mu=mu0, sigma=sd0, dims="component")
+        if local_single:
+            # a lone family is the population; sample it in local coordinates (see below)
+            local = pm.Flat("theta_local", dims=("family", "local_component"))
+            theta = pm.Deterministic(
+                "theta", local_to_theta(local, design.family_log_n_ref, math=pt),
+                dims=("family", "component"),
+            )
+            mu_theta = pm.Deterministic("mu_theta", theta[0], dims="component")
+            pm.Potential(
+                "population_prior", pm.logp(pm.Normal.dist(mu=mu0, sigma=sd0), mu_theta).sum()
+            )
+        else:
+            mu_theta = pm.Normal("mu_theta", mu=mu0, sigma=sd0, dims="component")
         if options.correlated_families:
             chol, _, _ = pm.LKJCholeskyCov(
                 "family_chol",
@@ -62,7 +116,7 @@ def build_model(
                 compute_corr=True,
             )
             tau_theta = pm.Deterministic(
-                "tau_theta", pt.sqrt(pt.diag(chol @ chol.T)), dims="theta"
+                "tau_theta", pt.sqrt(pt.diag(chol @ chol.T)), dims="component"
             )
         else:
             chol = None
@@ -80,18 +134,32 @@ def build_model(
         else:
             centre = pt.broadcast_to(mu_theta, (n_fam, len(THETA_NAMES)))
 
-        if n_fam == 1 and not options.use_arch:
+        if single:
             # A lone family is the population: no funnel between mu and tau. tau keeps its prior
             # and is used only to predict new families.
-            theta = pm.Deterministic("theta", centre, dims=("family", "component"))
+            if not local_single:
+                theta = pm.Deterministic("theta", centre, dims=("family", "component"))
         elif chol is not None:
-            if options.family_parameterization == "centered":
+            # correlated effects: centred MvNormal unless non-centred is asked for
+            if options.family_parameterization != "noncentered":
                 theta = pm.MvNormal("theta", mu=centre, chol=chol, dims=("family", "component"))
             else:
                 z = pm.Normal("z_theta", 0.0, 1.0, dims=("family", "component"))
                 theta = pm.Deterministic("theta", centre + z @ chol.T, dims=("family", "component"))
         elif options.family_parameterization == "centered":
             theta = pm.Normal("theta", mu=centre, sigma=tau_theta, dims=("family", "component"))
+        elif uses_local_coordinates(options):
+            # Same model, sampled in coordinates the data pin (see local_to_theta); the map is
+            # volume-preserving (|Jacobian| = 1), so the prior is added as it stands.
+            local = pm.Flat("theta_local", dims=("family", "local_component"))
+            theta = pm.Deterministic(
+                "theta", local_to_theta(local, design.family_log_n_ref, math=pt),
+                dims=("family", "component"),
+            )
+            pm.Potential(
+                "family_prior",
+                pm.logp(pm.Normal.dist(mu=centre, sigma=tau_theta), theta).sum(),
+            )
         else:
             z = pm.Normal("z_theta", 0.0, 1.0, dims=("family", "component"))
             theta = pm.Deterministic("theta", centre + tau_theta * z, dims=("family", "component"))

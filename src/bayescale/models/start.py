@@ -12,7 +12,12 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from bayescale.models.design import Design
-from bayescale.models.hierarchical import log_mean_curve, reference_log_loss
+from bayescale.models.hierarchical import (
+    log_mean_curve,
+    reference_log_loss,
+    theta_to_local,
+    uses_local_coordinates,
+)
 from bayescale.models.options import ModelOptions
 from bayescale.models.priors import theta_prior_arrays
 
@@ -75,8 +80,15 @@ def initial_point(
     if options.use_arch:
         point["tau_arch"] = 0.5 * arch_scale
         point["z_arch"] = np.zeros((len(design.archs), theta.shape[1]))
-    if n_fam > 1 or options.use_arch:
-        if options.family_parameterization == "centered":
+    single = n_fam == 1 and not options.use_arch
+    if single and uses_local_coordinates(options):
+        del point["mu_theta"]  # a deterministic of the family's local coordinates
+        point["theta_local"] = theta_to_local(theta, design.family_log_n_ref)
+    elif not single:
+        param = options.family_parameterization
+        if uses_local_coordinates(options):
+            point["theta_local"] = theta_to_local(theta, design.family_log_n_ref)
+        elif param != "noncentered":
             point["theta"] = theta
         elif not options.correlated_families:
             point["z_theta"] = (theta - mu) / tau
