@@ -24,6 +24,7 @@ from bayescale.fit import ScalingLawFit, fit, load
 from bayescale.intervals import prediction_dataset
 from bayescale.models.options import ModelOptions
 from bayescale.models.priors import DEFAULT_PRIORS
+from bayescale.prior_check import prior_predictive
 from bayescale.simulate import Simulation, simulate
 
 __version__ = "0.1.0"
@@ -45,6 +46,7 @@ __all__ = [
     "load_dataset",
     "max_param_runs",
     "prediction_dataset",
+    "prior_predictive",
     "protocol_split",
     "simulate",
     "thin_log_spaced",
