@@ -139,9 +139,13 @@ def test_arch_level_comparison(fitted):
     res = compare(fitted, "moe", "dense", **TARGET)
     assert (res.kind_a, res.kind_b) == ("arch", "arch")
     assert np.all(np.isfinite(res.diff))
-    # a new family of an arch is more uncertain than a fitted family
+    # a new family of an arch is more uncertain than a fitted family or the arch's centre
     fam = compare(fitted, "better", "base", **TARGET)
     assert np.std(res.diff) > np.std(fam.diff)
+    centre = compare(fitted, "moe", "dense", **TARGET, arch_curve="centre")
+    assert np.std(centre.diff) < np.std(res.diff)
+    # the parameter contrasts use the centre either way
+    np.testing.assert_allclose(centre.contrasts["alpha"], res.contrasts["alpha"])
 
 
 def test_summary_and_xarray(fitted):

@@ -51,6 +51,7 @@ FLOPS_PER_PARAM_TOKEN = 6.0
 
 Kind = Literal["auto", "family", "arch"]
 Band = Literal["mean", "new_seed"]
+ArchCurve = Literal["new_family", "centre"]
 
 # Tokens-per-parameter range searched for the compute-optimal N (Chinchilla's optimum is ~20).
 _TPP_RANGE = (1e-2, 1e4)
@@ -136,7 +137,8 @@ class Comparison:
     ----------
     a, b
         Names compared, and ``kind_a``/``kind_b``: ``"family"`` (that family's posterior) or
-        ``"arch"`` (a new family drawn from that architecture's level).
+        ``"arch"`` (a new family drawn from that architecture's level, or its centre; see
+        ``arch_curve``).
     target
         ``{"params": N, "tokens": D}`` or ``{"compute": C}`` (then each side is at its own
         compute-optimal ``N``).
@@ -146,6 +148,8 @@ class Comparison:
         Central interval probabilities used by :meth:`summary`.
     band
         ``"mean"`` (compare the curves) or ``"new_seed"`` (compare one new run of each).
+    arch_curve
+        ``"new_family"`` or ``"centre"``: which curve stands for an architecture.
     loss_a, loss_b
         Posterior draws of the loss of each side at the target, shape (S,).
     contrasts
@@ -170,6 +174,7 @@ class Comparison:
     rope: float
     levels: tuple[float, ...]
     band: str
+    arch_curve: str
     loss_a: np.ndarray
     loss_b: np.ndarray
     contrasts: dict[str, np.ndarray]
@@ -351,6 +356,7 @@ class Comparison:
             "kind_a": self.kind_a,
             "kind_b": self.kind_b,
             "band": self.band,
+            "arch_curve": self.arch_curve,
             "rope": self.rope,
             "p_a_better": self.p_a_better,
             "p_outside_rope": self.p_outside_rope,
@@ -400,6 +406,7 @@ def compare(
     levels: Sequence[float] = DEFAULT_LEVELS,
     kind: Kind = "auto",
     band: Band = "mean",
+    arch_curve: ArchCurve = "new_family",
     compute_range: tuple[float, float] | None = None,
     n_compute: int = 48,
     random_seed: int | None = None,
@@ -432,6 +439,11 @@ def compare(
     band
         ``"mean"`` compares the mean curves (parameter uncertainty); ``"new_seed"`` adds an
         independent seed offset to each side (comparing one future run of each).
+    arch_curve
+        For an architecture: ``"new_family"`` (default) draws a new family from its level (the
+        family-to-family spread is included, so this answers "will my next model of this
+        architecture be better?"); ``"centre"`` uses the level's centre (the typical family:
+        "is this architecture better on average?").
     compute_range
         Bounds (FLOPs) of the log grid on which the crossover is searched. Default: from the
         smallest final ``6ND`` among the fit's runs to 1000 times the largest (always extended
@@ -458,14 +470,16 @@ def compare(
         raise ValueError(f"rope must be in [0, 1); got {rope}")
     if band not in ("mean", "new_seed"):
         raise ValueError(f"band must be 'mean' or 'new_seed'; got {band!r}")
+    if arch_curve not in ("new_family", "centre"):
+        raise ValueError(f"arch_curve must be 'new_family' or 'centre'; got {arch_curve!r}")
     levels = tuple(float(q) for q in levels)
     seed = fit.random_seed if random_seed is None else int(random_seed)
     rng = np.random.default_rng([seed, 17])
 
     kind_a = _resolve_kind(fit, a, kind)
     kind_b = _resolve_kind(fit, b, kind)
-    theta_a = _curve_theta(fit, a, kind_a, rng)
-    theta_b = _curve_theta(fit, b, kind_b, rng)
+    theta_a = _curve_theta(fit, a, kind_a, rng, arch_curve)
+    theta_b = _curve_theta(fit, b, kind_b, rng, arch_curve)
     n0, d0 = fit.n0, fit.d0
 
     # compute grid for the crossover
@@ -526,6 +540,7 @@ def compare(
         rope=float(rope),
         levels=levels,
         band=band,
+        arch_curve=arch_curve,
         loss_a=loss_a,
         loss_b=loss_b,
         contrasts=contrasts,
@@ -567,10 +582,14 @@ def _stacked(fit: ScalingLawFit, name: str) -> np.ndarray:
     return da.values.reshape((-1, *da.shape[2:]))
 
 
-def _curve_theta(fit: ScalingLawFit, name: str, kind: str, rng: np.random.Generator):
-    """Theta draws (S, 5) of the curve compared: the family's, or a new family of an arch."""
+def _curve_theta(
+    fit: ScalingLawFit, name: str, kind: str, rng: np.random.Generator, arch_curve: str
+) -> np.ndarray:
+    """Theta draws (S, 5) of the curve compared: the family's, or an arch's new family/centre."""
     if kind == "family":
         return _stacked(fit, "theta")[:, fit.families.index(name), :]
+    if arch_curve == "centre":
+        return _stacked(fit, "theta_arch")[:, _archs(fit).index(name), :]
     return fit._theta_draws(None, name, rng)
 
 

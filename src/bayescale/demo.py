@@ -15,12 +15,13 @@ Pile-T5 and Revisiting-LM (loss on an unknown scale), the Datablations families 
 2, 3, 5, 7, 14 or 44 epochs, the FFN-widened Dense runs and the routing ablations (k > 1,
 routing frequency), and nanogpt-replicates (one model size).
 
-**Which checkpoints.** By default each run contributes its last 30% of checkpoints (the
-Hitchhiker's "q-maximal" tail, thinned to a few points): intermediate checkpoints of a run
-whose learning-rate schedule decays to the end of training lie *above* the final-loss law of a
-shorter run, so whole curves of runs with different budgets (the OLMo ladder trains every
-size for 0.5x-10x Chinchilla) are not one surface ``L(N, D)``. ``checkpoints="curves"`` fits the
-whole curves instead (warm-up dropped), to see that misfit.
+**Which checkpoints.** By default (``checkpoints="curves"``) whole curves are used after the
+Hitchhiker's warm-up cut (checkpoints with fewer than 10B tokens are dropped, also for the OLMo
+ladder, whose 190M runs at 0.5x-2x Chinchilla then drop out entirely), thinned to at most 20
+log-spaced checkpoints per run. The cut matters: keeping the OLMo ladder from 10% of each run
+instead puts high-learning-rate checkpoints of runs with different budgets into the fit; the
+model then explains the mismatch with seed offsets (``sigma_seed`` ~0.15) and mispredicts the 3B
+models by ~37%. ``checkpoints="late"`` keeps only the last 30% of each run instead.
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ ROUTERS = ("s-base", "hash", "rl-r")
 #: The comparison target of the routing demo: the largest size, at the end of training.
 ROUTING_PARAMS = 1.3e9
 
-Checkpoints = Literal["late", "curves"]
+Checkpoints = Literal["curves", "late"]
+#: The Hitchhiker's Guide warm-up cut, applied to every dataset of the demo.
+WARMUP_TOKENS = 1e10
 
 
 @dataclass
@@ -120,25 +123,18 @@ def _plain_numeric(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _select_checkpoints(
-    runs: pd.DataFrame, checkpoints: Checkpoints, per_run: int, warmup_tokens: float | None
-) -> pd.DataFrame:
-    if checkpoints == "late":
-        sub = final_fraction(runs, q=0.3)
-        if warmup_tokens is not None:
-            sub = bayescale.drop_warmup(sub, min_tokens=warmup_tokens)
-        return bayescale.thin_log_spaced(sub, max_points=per_run)
+def _select_checkpoints(runs: pd.DataFrame, checkpoints: Checkpoints, per_run: int) -> pd.DataFrame:
     if checkpoints == "curves":
-        if warmup_tokens is not None:
-            sub = bayescale.drop_warmup(runs, min_tokens=warmup_tokens)
-        else:  # a fractional warm-up cut for ladders whose short runs end below 10B tokens
-            sub = bayescale.drop_warmup(runs, min_tokens=None, min_fraction=0.1)
-        return bayescale.thin_log_spaced(sub, max_points=per_run)
-    raise ValueError(f"checkpoints must be 'late' or 'curves'; got {checkpoints!r}")
+        sub = bayescale.drop_warmup(runs, min_tokens=WARMUP_TOKENS)
+    elif checkpoints == "late":
+        sub = bayescale.drop_warmup(final_fraction(runs, q=0.3), min_tokens=WARMUP_TOKENS)
+    else:
+        raise ValueError(f"checkpoints must be 'curves' or 'late'; got {checkpoints!r}")
+    return bayescale.thin_log_spaced(sub, max_points=per_run)
 
 
 def language_data(
-    checkpoints: Checkpoints = "late", per_run: int | None = None
+    checkpoints: Checkpoints = "curves", per_run: int | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Training checkpoints and held-out largest models of the language-model demo fit.
 
@@ -148,29 +144,29 @@ def language_data(
         ``train``: the selected, thinned checkpoints of every family's non-largest runs;
         ``held_out``: all checkpoints of each family's largest runs (OLMo ladder: 3B).
     """
-    per_run = per_run or (8 if checkpoints == "late" else 30)
+    per_run = per_run or (8 if checkpoints == "late" else 20)
     olmo = _plain_numeric(bayescale.load_dataset("olmo-ladder"))
     hh = _plain_numeric(bayescale.load_dataset("hitchhiker"))
     hh = hh[hh["family"].isin(HITCHHIKER_FAMILIES)]
     frames_train, frames_held = [], []
-    for runs, warmup in ((olmo, None), (hh, 1e10)):
+    for runs in (olmo, hh):
         largest = runs.groupby("family")["params"].transform("max")
         is_max = (runs["params"] == largest).to_numpy()
         frames_held.append(runs.loc[is_max])
-        frames_train.append(_select_checkpoints(runs.loc[~is_max], checkpoints, per_run, warmup))
+        frames_train.append(_select_checkpoints(runs.loc[~is_max], checkpoints, per_run))
     common = ["family", "run", "params", "tokens", "loss", "seed", "config", "arch", "source"]
     train = pd.concat([f[[c for c in common if c in f.columns]] for f in frames_train])
     held = pd.concat([f[[c for c in common if c in f.columns]] for f in frames_held])
     return train.reset_index(drop=True), held.reset_index(drop=True)
 
 
-def routing_data(checkpoints: Checkpoints = "late", per_run: int | None = None) -> pd.DataFrame:
+def routing_data(checkpoints: Checkpoints = "curves", per_run: int | None = None) -> pd.DataFrame:
     """Checkpoints of the routing demo: dense plus S-Base/Hash/RL-R at :data:`ROUTING_EXPERTS`."""
-    per_run = per_run or (6 if checkpoints == "late" else 12)
+    per_run = per_run or (6 if checkpoints == "late" else 8)
     dm = _plain_numeric(bayescale.load_dataset("deepmind-routing"))
     keep = ["dense"] + [f"{r}-e{e}" for r in ROUTERS for e in ROUTING_EXPERTS]
     dm = dm[dm["family"].isin(keep)]
-    sub = _select_checkpoints(dm, checkpoints, per_run, 1e10)
+    sub = _select_checkpoints(dm, checkpoints, per_run)
     cols = ["family", "run", "params", "tokens", "loss", "seed", "config", "arch", "num_experts"]
     return sub[cols].reset_index(drop=True)
 
@@ -186,7 +182,7 @@ def run_demo(
     out_dir: str | Path = "reports/demo",
     quick: bool = False,
     *,
-    checkpoints: Checkpoints = "late",
+    checkpoints: Checkpoints = "curves",
     draws: int | None = None,
     tune: int | None = None,
     chains: int = 2,
@@ -203,8 +199,8 @@ def run_demo(
     quick
         Fewer draws and checkpoints (a smoke run for CI, about half the time).
     checkpoints
-        ``"late"`` (default: the last 30% of each run) or ``"curves"`` (whole curves after the
-        warm-up; shows how intermediate checkpoints of decaying-LR runs break the law).
+        ``"curves"`` (default: whole curves after the 10B-token warm-up cut, thinned) or
+        ``"late"`` (the last 30% of each run).
     draws, tune, chains
         Sampler settings (default 500/500/2, quick 200/300/2).
     random_seed
@@ -224,7 +220,7 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     draws = draws or (200 if quick else 500)
     tune = tune or (300 if quick else 500)
-    per_run = None if not quick else (5 if checkpoints == "late" else 15)
+    per_run = None if not quick else (5 if checkpoints == "late" else 8)
     sampler_kw = dict(draws=draws, tune=tune, chains=chains, random_seed=random_seed,
                       progressbar=progressbar)
     sampling_notes: list[str] = []
@@ -286,23 +282,25 @@ def run_demo(
     d_end = float(routing_runs["tokens"].max())
     comparisons: dict[str, Comparison] = {}
     for arch in ("S-Base", "Hash", "RL-R"):
-        comparisons[f"{arch} vs Dense (new families, N=1.3B)"] = compare(
-            routing, arch, "Dense", params=ROUTING_PARAMS, tokens=d_end, kind="arch"
+        comparisons[f"{arch} vs Dense (typical family, N=1.3B)"] = compare(
+            routing, arch, "Dense", params=ROUTING_PARAMS, tokens=d_end, kind="arch",
+            arch_curve="centre",
         )
-    comparisons["s-base-e64 vs dense (N=1.3B)"] = compare(
-        routing, "s-base-e64", "dense", params=ROUTING_PARAMS, tokens=d_end
+    comparisons["S-Base vs Dense (new families, N=1.3B)"] = compare(
+        routing, "S-Base", "Dense", params=ROUTING_PARAMS, tokens=d_end, kind="arch"
     )
-    comparisons["s-base-e512 vs dense (compute 1e21)"] = compare(
-        routing, "s-base-e512", "dense", compute=1e21
-    )
+    for experts in (8, 512):
+        comparisons[f"s-base-e{experts} vs dense (N=1.3B)"] = compare(
+            routing, f"s-base-e{experts}", "dense", params=ROUTING_PARAMS, tokens=d_end
+        )
     big = held[held["family"] == "datablations-c4-4ep"]
     if len(big):
+        n_big, d_big = float(big["params"].max()), float(big["tokens"].max())
         comparisons["datablations c4: 4 epochs vs 1 epoch (N=8.7B)"] = compare(
-            lang,
-            "datablations-c4-4ep",
-            "datablations-c4-1ep",
-            params=float(big["params"].max()),
-            tokens=float(big["tokens"].max()),
+            lang, "datablations-c4-4ep", "datablations-c4-1ep", params=n_big, tokens=d_big
+        )
+        comparisons["datablations c4: 4 epochs vs 1 epoch (compute-optimal)"] = compare(
+            lang, "datablations-c4-4ep", "datablations-c4-1ep", compute=6 * n_big * d_big
         )
     for name, comp in comparisons.items():
         lo, hi = comp.interval(comp.rel_diff, 0.9)
@@ -385,7 +383,7 @@ def _write_report(
         run_name = run or str(sub.loc[sub["params"].idxmax(), "run"])
         sub = sub[sub["run"] == run_name]
         n, d = float(sub["params"].iloc[0]), float(sub["tokens"].max())
-        truth = sub[sub["tokens"] >= d / 30]
+        truth = sub[sub["tokens"] >= max(d / 30, WARMUP_TOKENS)]
         figures[f"prediction fan: {family} {run_name} (held out)"] = report.plot_prediction_fan(
             lang, n, d, family=family, truth=truth
         )
@@ -402,15 +400,19 @@ def _write_report(
         "family per configuration, with an architecture level; FFN-widened dense runs and "
         "routing ablations left out.",
         (
-            "Checkpoints: the last 30% of every run (thinned). Intermediate checkpoints of runs "
-            "whose learning rate decays to the end of training sit above the final-loss law of "
-            "shorter runs; fitting whole curves of the OLMo ladder (0.5x-10x Chinchilla budgets "
-            "per size) inflates sigma_seed to ~0.15 and mispredicts the 3B models by ~38% "
-            "(run the demo with checkpoints='curves' to see it)."
-            if checkpoints == "late"
-            else "Checkpoints: whole curves after the warm-up (10B tokens for the Hitchhiker "
-            "families, 10% of the run for the OLMo ladder), thinned."
+            "Checkpoints: whole curves after the Hitchhiker's warm-up cut (fewer than 10B "
+            "tokens dropped, also for the OLMo ladder, so its 190M runs at 0.5x-2x budgets drop "
+            "out), thinned log-spaced. A softer cut (10% of each run) breaks the OLMo-ladder fit: "
+            "early high-learning-rate checkpoints of runs with different budgets push sigma_seed "
+            "to ~0.15 and the 3B predictions ~37% too low."
+            if checkpoints == "curves"
+            else "Checkpoints: the last 30% of every run (after the 10B-token warm-up cut), "
+            "thinned."
         ),
+        "Noise scales (sigma_seed, sigma_obs, AR(1) rho) are shared by all families of a fit: "
+        "the digitized GPT-3/RedPajama curves widen the bands of the clean OLMo ladder too. "
+        "RedPajama-INCITE reports training loss; the routing runs all have the same length, "
+        "so their beta describes the learning-rate schedule along a run, not data scaling.",
         f"Held-out predictions: mean absolute relative error {100 * preds['are'].mean():.2f}%; "
         f"{100 * coverage:.0f}% of the held-out final losses inside the 90% band for a new "
         "observation (observed).",
@@ -423,7 +425,7 @@ def _write_report(
         predictions={"held-out largest models (final checkpoint)": preds},
         title="bayescale demo: hierarchical scaling laws on public loss curves",
         notes=notes,
-        held_out={"language": held},
+        held_out={"language": bayescale.drop_warmup(held, min_tokens=WARMUP_TOKENS)},
         figures=figures,
         png_dir=out,
         curve_families={

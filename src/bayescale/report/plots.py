@@ -47,6 +47,14 @@ def _pyplot():
     return plt
 
 
+def _log_x(ax) -> None:
+    """Log x axis without minor tick labels (they overlap on short ranges)."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def _fmt_size(n: float) -> str:
     for div, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
         if n >= div:
@@ -164,7 +172,7 @@ def plot_loss_curves(
                 zorder=4,
                 label="held out",
             )
-        ax.set_xscale("log")
+        _log_x(ax)
         ax.set_title(fam, fontsize=10)
         ax.set_xlabel("tokens D")
         ax.set_ylabel("loss")
@@ -237,7 +245,7 @@ def plot_prediction_fan(
         ax.scatter(truth["tokens"], truth["loss"], s=10, color="crimson", zorder=4, label="truth")
     if target is not None:
         ax.axvline(target, color="grey", ls=":", lw=1)
-    ax.set_xscale("log")
+    _log_x(ax)
     ax.set_xlabel("tokens D")
     ax.set_ylabel("loss")
     who = family if family is not None else (f"new {arch} family" if arch else "new family")
@@ -340,7 +348,7 @@ def plot_comparison(comparison: Comparison, level: float = 0.9) -> Figure:
     if cross.size:
         ax2.axvline(np.median(cross), color="crimson", ls="--", lw=0.9, label="median crossover")
         ax2.legend(fontsize=7)
-    ax2.set_xscale("log")
+    _log_x(ax2)
     ax2.set_xlabel("compute C = 6ND (FLOPs)")
     ax2.set_ylabel("relative difference on frontier (%)")
     ax2.set_title(f"compute-optimal frontier; P(no crossover) = {c.p_no_crossover:.2f}", fontsize=9)
@@ -389,8 +397,6 @@ def plot_sigma_seed(fit: ScalingLawFit, level: float = 0.9) -> Figure:
     with its ``level`` band, and the empirical sd of the final log-loss across replicate runs
     of the same config (marker area ~ number of runs).
     """
-    from matplotlib.ticker import NullFormatter
-
     plt = _pyplot()
     post = fit.idata.posterior
     sizes = fit.data["params"].to_numpy(float)
@@ -411,8 +417,7 @@ def plot_sigma_seed(fit: ScalingLawFit, level: float = 0.9) -> Figure:
         for fam, g in reps.groupby("family"):
             ax.scatter(g["params"], g["sd_log_loss"], s=12 * g["n_runs"], alpha=0.8,
                        label=f"replicates: {fam}")
-    ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    _log_x(ax)
     ax.set_xlabel("parameters N")
     ax.set_ylabel("sd of log-loss between seeds")
     ax.set_title("Seed-to-seed variability vs model size", fontsize=10)

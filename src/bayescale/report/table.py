@@ -138,13 +138,16 @@ def credible_intervals(fit: ScalingLawFit, level: float = 0.9) -> pd.DataFrame:
     ess_tail = az.ess(ds, method="tail")["x"].values
     flat = stacked.reshape(-1, stacked.shape[-1])
     lo, med, hi = np.quantile(flat, [(1 - level) / 2, 0.5, (1 + level) / 2], axis=0)
+    # A and B of weakly identified families can reach 1e150+: their sd may overflow to inf
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, sd = flat.mean(axis=0), flat.std(axis=0)
     out = pd.DataFrame(
         {
             "parameter": [p for p, *_ in items],
             "scope": [s for _, s, *_ in items],
             "group": [g for _, _, g, _ in items],
-            "mean": flat.mean(axis=0),
-            "sd": flat.std(axis=0),
+            "mean": mean,
+            "sd": sd,
             "median": med,
             "lower": lo,
             "upper": hi,
