@@ -197,7 +197,7 @@ def run_demo(
     out_dir
         Output folder (created).
     quick
-        Fewer draws and checkpoints (a smoke run for CI, about half the time).
+        Fewer draws and checkpoints per run (a smoke run; about 2/3 of the time).
     checkpoints
         ``"curves"`` (default: whole curves after the 10B-token warm-up cut, thinned) or
         ``"late"`` (the last 30% of each run).

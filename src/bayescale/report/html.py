@@ -141,6 +141,17 @@ def _as_mapping(obj: Any, default_name: str) -> dict[str, Any]:
     return {default_name: obj}
 
 
+def _prediction_view(df: pd.DataFrame, level: float) -> pd.DataFrame:
+    """The prediction table with only the ``level`` bands (all levels stay in the CSV)."""
+    pct = f"{100 * level:g}"
+    band_like = ("mean_", "new_seed_", "observed_", "inside_")
+    keep = [
+        c for c in df.columns
+        if not c.startswith(band_like) or c.endswith(f"_{pct}")
+    ]
+    return df[keep]
+
+
 _PARAM_COLUMNS = ["parameter", "scope", "group", "mean", "median", "lower", "upper", "r_hat", "ess"]
 
 
@@ -290,7 +301,7 @@ def html(
                 df = prediction_table(first, df, levels=(0.5, level))
             if len(preds) > 1:
                 page.h(3, name)
-            page.table(df)
+            page.table(_prediction_view(df, level))
             if "are" in df.columns:
                 cover = [c for c in df.columns if c.startswith("inside_")]
                 text = f"Mean absolute relative error of the median: {100 * df['are'].mean():.2f}%"
