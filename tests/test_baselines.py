@@ -26,6 +26,11 @@ RAW_CHINCHILLA = Path("/work/shared/data/colpret-hitchhiker/raw_data/chinchila_e
 
 #: Besiroglu et al. (2024), Huber fit on the Chinchilla IsoFLOP points, with bootstrap SEs.
 BESIROGLU = {"E": (1.8169, 0.026), "alpha": (0.3478, 0.0154), "beta": (0.3658, 0.0206)}
+#: Their bootstrap SEs of A and B.
+BESIROGLU_SE_AB = {"A": 124.5, "B": 1293.3}
+
+#: 8 starts: enough for the small simulated problems, and cheap.
+COARSE_GRID = {"e": (0.0, 1.0), "a": (5.0, 15.0), "alpha": (0.5,), "b": (5.0, 15.0), "beta": (0.5,)}
 
 
 def grid_table(true: dict[str, float], n_sizes: int = 5, n_tokens: int = 20) -> pd.DataFrame:
@@ -139,6 +144,24 @@ def test_huber_grid_options() -> None:
     assert_params_close(fit_huber(grid_table(true), grid=start).params, true, rtol=1e-5)
 
 
+def test_exponent_bounds_keep_unidentified_terms_finite() -> None:
+    """Three sizes where only the smallest is worse: alpha -> infinity without bounds."""
+    rows = [
+        {"run": f"n{n:g}", "params": n, "tokens": d, "loss": 1.8 + 400.0 / d**0.3 + offset}
+        for n, offset in ((1e9, 0.05), (1.5e9, 0.0), (2e9, 0.0))
+        for d in np.geomspace(1e10, 1e11, 10)
+    ]
+    df = pd.DataFrame(rows)
+    for fitter in (fit_huber, fit_least_squares):
+        bounded = fitter(df)
+        assert bounded.info["at_bound"] == ["alpha"]
+        assert all(np.isfinite(v) for v in bounded.params.values())
+        assert bounded.loss(1e10, 1e11)[0] == pytest.approx(1.8 + 400.0 / 1e11**0.3, rel=1e-3)
+        with pytest.warns(RuntimeWarning, match="overflowed"):
+            free = fitter(df, exponent_bounds=None)
+        assert free.params["alpha"] > 10 and not np.isfinite(free.params["A"])
+
+
 def load_chinchilla_isoflop() -> pd.DataFrame:
     """The 245 digitized Chinchilla IsoFLOP points, from the bundled dataset or the raw CSV."""
     try:
@@ -196,6 +219,22 @@ def test_huber_reproduces_besiroglu_on_chinchilla_isoflop() -> None:
     assert fit.params["A"] == pytest.approx(482.01, rel=0.05)
     assert fit.params["B"] == pytest.approx(2085.43, rel=0.05)
     assert fit.info["converged"]
+
+
+def test_bootstrap_reproduces_besiroglu_standard_errors() -> None:
+    """Run-level bootstrap (each IsoFLOP point is its own run) vs their 4000-replicate SEs."""
+    df = besiroglu_selection(load_chinchilla_isoflop())
+    boot = bootstrap_huber(df, n_boot=200, random_seed=0)
+    ci = boot.interval(0.95)
+    # 200 replicates: SE of E 0.0275 (published 0.026), alpha 0.0146 (0.0154), beta 0.0204
+    # (0.0206), A 116 (124.5), B 1194 (1293.3); the Monte Carlo error of an SE from 200
+    # replicates is about 5%.
+    published_se = {k: se for k, (_, se) in BESIROGLU.items()} | BESIROGLU_SE_AB
+    for name, se in published_se.items():
+        assert ci.loc[name, "se"] == pytest.approx(se, rel=0.25), (name, ci.loc[name, "se"], se)
+    # 95% CI of E, published 1.769-1.871
+    assert ci.loc["E", "lower"] == pytest.approx(1.769, abs=0.015)
+    assert ci.loc["E", "upper"] == pytest.approx(1.871, abs=0.015)
 
 
 @pytest.mark.slow
@@ -262,7 +301,7 @@ def test_bootstrap_coverage_on_simulated_runs() -> None:
     param_hits, mean_hits, observed_cover = [], [], []
     for k in range(20):
         df = simulated_runs(true, rng, sigma=sigma)
-        boot = bootstrap_huber(df, n_boot=100, random_seed=k)
+        boot = bootstrap_huber(df, n_boot=100, random_seed=k, grid=COARSE_GRID)
         ci = boot.interval(0.9)
         param_hits += [
             ci.loc[p, "lower"] <= true[p] <= ci.loc[p, "upper"] for p in ("E", "alpha", "beta")
@@ -328,7 +367,7 @@ def test_best_loss_baseline() -> None:
 
 
 def test_most_trained_baseline() -> None:
-    # N*D: a -> 8e17, b -> 1.2e18 (largest), c -> 1.2e18 too?  No: 2e8 * 6e9 = 1.2e18 -- a tie.
+    # largest N*D per run: a 1e8 * 8e9 = 8e17, b 4e8 * 3e9 = 1.2e18, c 2e8 * 6e9 = 1.2e18 (a tie)
     df = hand_made()
     base = most_trained_baseline(df)
     assert sorted(base.info["run"]) == ["b", "c"]

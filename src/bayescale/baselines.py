@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,7 @@ from bayescale.laws.chinchilla import CHINCHILLA_PARAMS, PUBLISHED_FITS, chinchi
 
 __all__ = [
     "DEFAULT_HUBER_GRID",
+    "EXPONENT_BOUNDS",
     "HOFFMANN_GRID",
     "BootstrapFit",
     "ConstantFit",
@@ -66,9 +68,11 @@ HOFFMANN_GRID: dict[str, tuple[float, ...]] = {
     "beta": (0.0, 0.5, 1.0, 1.5, 2.0),
 }
 
-#: The default, coarser grid (a sub-grid of :data:`HOFFMANN_GRID`, 3 * 3 * 2 * 3 * 2 = 108
-#: starts). On the Chinchilla IsoFLOP points and on simulated data it reaches the same optimum as
-#: the full grid (see tests/test_baselines.py); pass ``grid="hoffmann"`` for the full grid.
+#: The default, coarser grid (3 * 3 * 2 * 3 * 2 = 108 starts, 42x fewer than
+#: :data:`HOFFMANN_GRID`). It reached the same optimum as the full grid (objective equal to 1e-9
+#: relative, parameters to 2e-7) on the Chinchilla IsoFLOP points (240 and 245), GPT-3 curves,
+#: and seven simulated families, with 10-40% of its starts landing on the optimum; pass
+#: ``grid="hoffmann"`` for the full grid.
 DEFAULT_HUBER_GRID: dict[str, tuple[float, ...]] = {
     "e": (-1.0, 0.0, 1.0),
     "a": (0.0, 10.0, 20.0),
@@ -78,6 +82,15 @@ DEFAULT_HUBER_GRID: dict[str, tuple[float, ...]] = {
 }
 
 _GRID_KEYS = ("e", "a", "alpha", "b", "beta")
+
+#: Default bounds on the exponents ``alpha`` and ``beta`` for both law fits. The published
+#: methods are unconstrained; these bounds never bind at a well-identified optimum (they do not
+#: change the Chinchilla reproduction), but when a term is not identified -- e.g. three model
+#: sizes spanning only 3x -- an unconstrained fit drifts along a flat valley to alpha ~ 200 with
+#: ``A = exp(a)`` overflowing to inf (Huber) or to alpha < 0 with ``A`` and ``E`` underflowing
+#: to 0 (least squares). Pass ``exponent_bounds=None`` for the unconstrained fits; check
+#: ``info["at_bound"]`` for exponents that ended on a bound.
+EXPONENT_BOUNDS: tuple[float, float] = (0.0, 10.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -330,18 +343,38 @@ def _family(df: pd.DataFrame) -> str | None:
     return None
 
 
+def _check_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
+    lo, hi = (float(v) for v in bounds)
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ValueError(f"exponent_bounds must be finite with low < high; got {bounds}")
+    return lo, hi
+
+
+def _at_bound(params: Mapping[str, float], bounds: tuple[float, float] | None) -> list[str]:
+    if bounds is None:
+        return []
+    lo, hi = bounds
+    tol = 1e-6 * (hi - lo)
+    return [k for k in ("alpha", "beta") if params[k] <= lo + tol or params[k] >= hi - tol]
+
+
 # --------------------------------------------------------------------------------------------
 # Least squares (Hitchhiker's guide)
 # --------------------------------------------------------------------------------------------
 
 
-def fit_least_squares(df: pd.DataFrame, p0: Mapping[str, float] | None = None) -> PointFit:
+def fit_least_squares(
+    df: pd.DataFrame,
+    p0: Mapping[str, float] | None = None,
+    exponent_bounds: tuple[float, float] | None = EXPONENT_BOUNDS,
+) -> PointFit:
     """Least-squares fit of the loss, as in the Hitchhiker's guide.
 
     Minimizes ``sum (L - E - A/N^alpha - B/D^beta)^2`` with ``scipy.optimize.curve_fit``
-    (Levenberg-Marquardt, analytic Jacobian). Positivity of ``E``, ``A`` and ``B`` is built in by
-    fitting their logs, and the power-law terms are centred at the geometric means of ``N`` and
-    ``D`` (``A/N^alpha = exp(a0 - alpha*(log N - mean log N))``), which removes most of the
+    (analytic Jacobian; trust-region reflective with the exponent bounds, Levenberg-Marquardt
+    without). Positivity of ``E``, ``A`` and ``B`` is built in by fitting their logs, and the
+    power-law terms are centred at the geometric means of ``N`` and ``D``
+    (``A/N^alpha = exp(a0 - alpha*(log N - mean log N))``), which removes most of the
     ``A``-``alpha`` collinearity without changing the optimum.
 
     Parameters
@@ -351,12 +384,14 @@ def fit_least_squares(df: pd.DataFrame, p0: Mapping[str, float] | None = None) -
     p0
         Initial values ``{E, A, alpha, B, beta}``; default: Muennighoff et al. (2023),
         ``PUBLISHED_FITS["muennighoff2023"]``.
+    exponent_bounds
+        ``(low, high)`` for ``alpha`` and ``beta`` (see :data:`EXPONENT_BOUNDS`), or ``None``.
 
     Returns
     -------
     PointFit
-        ``method="least_squares"``; ``info`` holds ``rss``, ``nfev`` and ``std_err`` (the
-        curve_fit standard errors of ``(log E, a0, alpha, b0, beta)``).
+        ``method="least_squares"``; ``info`` holds ``rss``, ``nfev``, ``at_bound`` and
+        ``std_err`` (the curve_fit standard errors of ``(log E, a0, alpha, b0, beta)``).
 
     Raises
     ------
@@ -397,6 +432,19 @@ def fit_least_squares(df: pd.DataFrame, p0: Mapping[str, float] | None = None) -
             [np.full_like(xc, e_term), a_term, -a_term * xc, b_term, -b_term * yc]
         )
 
+    if exponent_bounds is None:
+        solver: dict[str, Any] = {"method": "lm", "maxfev": 20000}
+    else:
+        lo, hi = _check_bounds(exponent_bounds)
+        # trf needs a strictly feasible start
+        margin = 1e-6 * (hi - lo)
+        theta0[[2, 4]] = np.clip(theta0[[2, 4]], lo + margin, hi - margin)
+        solver = {
+            "method": "trf",
+            "bounds": ([-np.inf, -np.inf, lo, -np.inf, lo], [np.inf, np.inf, hi, np.inf, hi]),
+            "max_nfev": 20000,
+            "x_scale": "jac",
+        }
     try:
         with _single_threaded_blas():
             theta, cov, infodict, _, _ = curve_fit(
@@ -405,29 +453,24 @@ def fit_least_squares(df: pd.DataFrame, p0: Mapping[str, float] | None = None) -
                 loss,
                 p0=theta0,
                 jac=jac,
-                method="lm",
                 full_output=True,
                 ftol=1e-15,
                 xtol=1e-15,
                 gtol=1e-15,
-                maxfev=20000,
+                **solver,
             )
     except RuntimeError as err:
         raise RuntimeError(f"least-squares fit did not converge: {err}") from err
     log_e, a0, alpha, b0, beta = (float(v) for v in theta)
-    params = {
-        "E": float(np.exp(log_e)),
-        "A": float(np.exp(a0 + alpha * x0)),
-        "alpha": alpha,
-        "B": float(np.exp(b0 + beta * y0)),
-        "beta": beta,
-    }
+    params = _theta_to_params(np.array([log_e, a0 + alpha * x0, alpha, b0 + beta * y0, beta]))
+    _warn_if_not_finite(params, "least-squares")
     resid = infodict["fvec"]
     with np.errstate(invalid="ignore"):
         std_err = np.sqrt(np.diag(cov)) if np.all(np.isfinite(cov)) else np.full(5, np.nan)
     info = {
         "rss": float(np.sum(resid * resid)),
         "nfev": int(infodict["nfev"]),
+        "at_bound": _at_bound(params, exponent_bounds),
         "std_err": dict(zip(("log_E", "a0", "alpha", "b0", "beta"), std_err.tolist(), strict=True)),
         "family": _family(df),
     }
@@ -497,47 +540,46 @@ class _HuberObjective:
         weights: np.ndarray | None = None,
     ) -> None:
         self.x, self.y, self.target, self.delta = log_n, log_d, log_loss, float(delta)
-        self.w = np.ones_like(log_n) if weights is None else np.asarray(weights, dtype=float)
+        self.w = None if weights is None else np.asarray(weights, dtype=float)
         self.scale = 1.0 / self.delta**2
+        # The three log-terms (e, a - alpha*x, b - beta*y) as one linear map of theta:
+        # T = (design @ theta).reshape(3, n), and the gradient is design.T @ (dT-weights).
+        n = len(log_n)
+        design = np.zeros((3 * n, 5))
+        design[:n, 0] = 1.0
+        design[n : 2 * n, 1] = 1.0
+        design[n : 2 * n, 2] = -log_n
+        design[2 * n :, 3] = 1.0
+        design[2 * n :, 4] = -log_d
+        self.design, self.n = design, n
 
     def residuals(self, th: np.ndarray) -> np.ndarray:
         return self.target - _log_loss(self.x, self.y, *th)
 
     def __call__(self, th: np.ndarray) -> tuple[float, np.ndarray]:
-        e, a, alpha, b, beta = th
-        t1 = a - alpha * self.x
-        t2 = b - beta * self.y
-        m = np.maximum(np.maximum(t1, t2), e)
-        p0, p1, p2 = np.exp(e - m), np.exp(t1 - m), np.exp(t2 - m)
-        s = p0 + p1 + p2
+        terms = (self.design @ th).reshape(3, self.n)
+        m = terms.max(axis=0)
+        p = np.exp(terms - m)
+        s = p.sum(axis=0)
         r = self.target - m - np.log(s)
-        delta = self.delta
-        ar = np.abs(r)
-        inside = ar <= delta
-        h = np.where(inside, 0.5 * r * r, delta * (ar - 0.5 * delta))
-        # d huber / d r = clip(r, -delta, delta); d r / d theta = -softmax weights * d t / d theta
-        psi = self.w * np.clip(r, -delta, delta) / s
-        g1, g2 = psi * p1, psi * p2
-        # Elementwise products and sums rather than ``@``: a threaded BLAS call on vectors this
-        # short costs far more than it saves (20x CPU time measured on a busy machine).
-        grad = -np.array(
-            [
-                (psi * p0).sum(),
-                g1.sum(),
-                -(g1 * self.x).sum(),
-                g2.sum(),
-                -(g2 * self.y).sum(),
-            ]
-        )
-        return float((self.w * h).sum()) * self.scale, grad * self.scale
+        # Huber: c = clip(r) is also its derivative, and huber(r) = c * (r - c/2).
+        c = np.clip(r, -self.delta, self.delta)
+        h = c * (r - 0.5 * c)
+        if self.w is not None:
+            h = self.w * h
+            c = self.w * c
+        # d r / d T_k = -softmax_k = -p_k / s
+        grad = -(self.design.T @ (p * (c / s)).ravel())
+        return float(h.sum()) * self.scale, grad * self.scale
 
 
 @contextlib.contextmanager
 def _single_threaded_blas() -> Iterator[None]:
     """Limit BLAS to one thread while optimizing.
 
-    L-BFGS-B calls BLAS on 5-vectors thousands of times; with a multi-threaded OpenBLAS on a
-    busy machine the thread hand-offs made a 240-point fit take 7x more CPU time (measured).
+    L-BFGS-B and the objective call BLAS on tiny arrays thousands of times; with a
+    multi-threaded OpenBLAS on a busy machine the thread hand-offs made a 240-point fit take
+    7-20x more CPU time (measured).
     ``threadpoolctl`` ships with scipy's scientific stack (pymc requires it); without it this is
     a no-op.
     """
@@ -553,7 +595,9 @@ def _single_threaded_blas() -> Iterator[None]:
 _LBFGS_OPTIONS = {"maxiter": 10000, "maxfun": 20000, "ftol": 1e-12, "gtol": 1e-9}
 
 
-def _minimize_from(obj: _HuberObjective, starts: np.ndarray) -> tuple[Any, int, bool]:
+def _minimize_from(
+    obj: _HuberObjective, starts: np.ndarray, bounds: tuple[float, float] | None
+) -> tuple[Any, int, bool]:
     """Run L-BFGS-B from each start.
 
     Returns the best result, how many starts reached its value (to 1e-8 relative) and whether
@@ -561,11 +605,16 @@ def _minimize_from(obj: _HuberObjective, starts: np.ndarray) -> tuple[Any, int, 
     "ABNORMAL" line-search failure; the best result is then restarted once from where it
     stopped, and counts as converged if the restart converges or cannot lower the objective.
     """
+    box = None
+    if bounds is not None:
+        box = [(None, None), (None, None), bounds, (None, None), bounds]
     best = None
     values = []
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
         for th0 in starts:
-            res = minimize(obj, th0, jac=True, method="L-BFGS-B", options=_LBFGS_OPTIONS)
+            res = minimize(
+                obj, th0, jac=True, method="L-BFGS-B", bounds=box, options=_LBFGS_OPTIONS
+            )
             if not np.isfinite(res.fun) or not np.all(np.isfinite(res.x)):
                 continue
             values.append(res.fun)
@@ -575,7 +624,9 @@ def _minimize_from(obj: _HuberObjective, starts: np.ndarray) -> tuple[Any, int, 
             raise RuntimeError("the Huber fit failed from every starting point")
         converged = bool(best.success)
         if not converged:
-            again = minimize(obj, best.x, jac=True, method="L-BFGS-B", options=_LBFGS_OPTIONS)
+            again = minimize(
+                obj, best.x, jac=True, method="L-BFGS-B", bounds=box, options=_LBFGS_OPTIONS
+            )
             stalled = again.fun >= best.fun - 1e-10 * max(1.0, abs(best.fun))
             converged = bool(again.success) or stalled
             if np.isfinite(again.fun) and again.fun < best.fun:
@@ -586,19 +637,32 @@ def _minimize_from(obj: _HuberObjective, starts: np.ndarray) -> tuple[Any, int, 
 
 def _theta_to_params(th: np.ndarray) -> dict[str, float]:
     e, a, alpha, b, beta = (float(v) for v in th)
-    return {
-        "E": float(np.exp(e)),
-        "A": float(np.exp(a)),
-        "alpha": alpha,
-        "B": float(np.exp(b)),
-        "beta": beta,
-    }
+    with np.errstate(over="ignore"):
+        return {
+            "E": float(np.exp(e)),
+            "A": float(np.exp(a)),
+            "alpha": alpha,
+            "B": float(np.exp(b)),
+            "beta": beta,
+        }
+
+
+def _warn_if_not_finite(params: Mapping[str, float], method: str) -> None:
+    bad = [k for k, v in params.items() if not np.isfinite(v)]
+    if bad:
+        warnings.warn(
+            f"{method} fit: {', '.join(bad)} overflowed; a power-law term is not identified by "
+            "these data (its exponent drifted without bound). Fit with exponent_bounds.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def fit_huber(
     df: pd.DataFrame,
     delta: float = 1e-3,
     grid: str | Mapping[str, Sequence[float]] | np.ndarray | None = None,
+    exponent_bounds: tuple[float, float] | None = EXPONENT_BOUNDS,
 ) -> PointFit:
     """Huber fit of log-loss, as in Hoffmann et al. (2022) and Besiroglu et al. (2024).
 
@@ -614,14 +678,18 @@ def fit_huber(
         Huber threshold on log-loss residuals (1e-3 in both papers).
     grid
         Starting points, see :func:`huber_grid`. ``None`` uses the 108-start
-        :data:`DEFAULT_HUBER_GRID`; ``"hoffmann"`` the full 4500-start grid.
+        :data:`DEFAULT_HUBER_GRID`; ``"hoffmann"`` the full 4500-start grid. Starts outside
+        ``exponent_bounds`` are clipped into them.
+    exponent_bounds
+        ``(low, high)`` for ``alpha`` and ``beta`` (see :data:`EXPONENT_BOUNDS`), or ``None``
+        for the unconstrained fit of the papers.
 
     Returns
     -------
     PointFit
         ``method="huber"``; ``info`` holds ``objective`` (sum of Huber losses), ``n_starts``,
-        ``n_at_best`` (starts that reached the best value), ``converged``, ``nit`` and
-        ``theta`` (the optimum in ``(e, a, alpha, b, beta)``).
+        ``n_at_best`` (starts that reached the best value), ``converged``, ``nit``,
+        ``at_bound`` and ``theta`` (the optimum in ``(e, a, alpha, b, beta)``).
 
     Raises
     ------
@@ -632,20 +700,26 @@ def fit_huber(
         raise ValueError(f"delta must be positive; got {delta}")
     n, d, loss = _columns(df)
     starts = huber_grid(grid)
+    if exponent_bounds is not None:
+        exponent_bounds = _check_bounds(exponent_bounds)
     obj = _HuberObjective(np.log(n), np.log(d), np.log(loss), delta)
     with _single_threaded_blas():
-        best, n_at_best, converged = _minimize_from(obj, starts)
+        best, n_at_best, converged = _minimize_from(obj, starts, exponent_bounds)
+    params = _theta_to_params(best.x)
+    _warn_if_not_finite(params, "Huber")
     info = {
         "objective": float(best.fun) / obj.scale,
         "n_starts": len(starts),
         "n_at_best": n_at_best,
         "converged": converged,
         "nit": int(best.nit),
+        "at_bound": _at_bound(params, exponent_bounds),
         "theta": best.x.tolist(),
         "delta": float(delta),
+        "exponent_bounds": exponent_bounds,
         "family": _family(df),
     }
-    return PointFit("huber", _theta_to_params(best.x), len(loss), info=info)
+    return PointFit("huber", params, len(loss), info=info)
 
 
 def bootstrap_huber(
@@ -656,6 +730,7 @@ def bootstrap_huber(
     grid: str | Mapping[str, Sequence[float]] | np.ndarray | None = None,
     refit_grid: str | Mapping[str, Sequence[float]] | np.ndarray | None = None,
     full_fit: PointFit | None = None,
+    exponent_bounds: tuple[float, float] | None = EXPONENT_BOUNDS,
 ) -> BootstrapFit:
     """Run-level bootstrap of :func:`fit_huber`.
 
@@ -681,7 +756,10 @@ def bootstrap_huber(
         Extra starts for every replicate, besides the full-data optimum (default: none --
         warm start only).
     full_fit
-        A Huber fit of ``df`` already computed (skips the full-data fit).
+        A Huber fit of ``df`` already computed (skips the full-data fit; its
+        ``exponent_bounds`` are used for the replicates).
+    exponent_bounds
+        Bounds on ``alpha`` and ``beta`` (see :func:`fit_huber`).
 
     Returns
     -------
@@ -704,9 +782,11 @@ def bootstrap_huber(
     n_runs = int(run_codes.max()) + 1
 
     if full_fit is None:
-        full_fit = fit_huber(df, delta=delta, grid=grid)
+        full_fit = fit_huber(df, delta=delta, grid=grid, exponent_bounds=exponent_bounds)
     elif full_fit.method != "huber":
         raise ValueError("full_fit must come from fit_huber")
+    delta = float(full_fit.info["delta"])
+    exponent_bounds = full_fit.info["exponent_bounds"]
     theta_hat = np.array(full_fit.info["theta"], dtype=float)
     extra = huber_grid(refit_grid) if refit_grid is not None else np.empty((0, 5))
     starts = np.vstack([theta_hat[None, :], extra])
@@ -726,7 +806,7 @@ def bootstrap_huber(
             else:
                 raise ValueError("could not draw a bootstrap replicate with enough distinct sizes")
             obj = _HuberObjective(log_n[used], log_d[used], log_l[used], delta, weights[used])
-            best, _, converged = _minimize_from(obj, starts)
+            best, _, converged = _minimize_from(obj, starts, exponent_bounds)
             rows.append(
                 _theta_to_params(best.x)
                 | {"objective": float(best.fun) / obj.scale, "converged": converged}
