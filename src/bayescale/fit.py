@@ -358,6 +358,14 @@ class ScalingLawFit:
         keep += ["r_hat", "ess_bulk", "ess_tail"]
         return table[keep]
 
+    def credible_intervals(self, level: float = 0.9) -> pd.DataFrame:
+        """Tidy table of parameter credible intervals (see
+        :func:`bayescale.report.table.credible_intervals`), ready for a paper via
+        :func:`bayescale.report.table.to_latex` or ``to_markdown``."""
+        from bayescale.report.table import credible_intervals
+
+        return credible_intervals(self, level=level)
+
     # ----------------------------------------------------------------- prediction
     def _theta_draws(self, family: str | None, arch: str | None, rng: np.random.Generator):
         if family is not None and family in self.families:

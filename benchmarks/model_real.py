@@ -1,0 +1,85 @@
+"""Benchmark the hierarchical model on all bundled real families with loss curves.
+
+Every family of olmo-ladder, hitchhiker (except the final-only Chinchilla IsoFLOP points),
+deepmind-routing and nanogpt-replicates, past the 10B-token warm-up cut where the runs are long
+enough (the nanogpt runs are 1.5-4.5B tokens, so they keep checkpoints past 25% of each run),
+thinned to at most ``--max-points`` checkpoints per run. Prints one table: points, runs,
+families, compile+sampling seconds, divergences, max R-hat, min ESS, ESS/s and peak memory.
+
+Usage::
+
+    python benchmarks/model_real.py [--max-points 40] [--draws 1000] [--tune 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+import warnings
+
+import pandas as pd
+
+import bayescale
+
+
+def real_curves(max_points: int, datasets: list[str]) -> pd.DataFrame:
+    """All bundled curve families past the warm-up, thinned, with dataset-prefixed names."""
+    frames = []
+    for name in datasets:
+        runs = bayescale.load_dataset(name)
+        runs = runs[runs["family"] != "chinchilla-isoflop"]
+        if name == "nanogpt-replicates":
+            runs = bayescale.drop_warmup(runs, min_tokens=None, min_fraction=0.25)
+        else:
+            runs = bayescale.drop_warmup(runs)
+        runs = bayescale.thin_log_spaced(runs, max_points=max_points)
+        keep = ["family", "run", "params", "tokens", "loss"]
+        frames.append(runs[keep].assign(family=name + "/" + runs["family"],
+                                        run=name + "/" + runs["run"]))
+    return pd.concat(frames, ignore_index=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-points", type=int, default=40)
+    parser.add_argument("--draws", type=int, default=1000)
+    parser.add_argument("--tune", type=int, default=1000)
+    parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        default=["olmo-ladder", "hitchhiker", "deepmind-routing", "nanogpt-replicates"],
+    )
+    args = parser.parse_args()
+
+    runs = real_curves(args.max_points, args.datasets)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = bayescale.fit(runs, draws=args.draws, tune=args.tune, chains=args.chains,
+                            random_seed=0, progressbar=False)
+    total = time.perf_counter() - t0
+    diag = fit.diagnostics
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    row = {
+        "points": len(runs),
+        "runs": runs["run"].nunique(),
+        "families": runs["family"].nunique(),
+        "compile+sample s": round(fit.meta["sampling_seconds"], 1),
+        "total s": round(total, 1),
+        "divergences": diag.divergences,
+        "max R-hat": round(diag.max_rhat, 4),
+        "min ESS bulk": round(diag.min_ess_bulk),
+        "ESS/s": round(diag.min_ess_bulk / fit.meta["sampling_seconds"], 2),
+        "peak RSS GB": round(peak_gb, 2),
+        "sigma_seed": round(float(fit.idata.posterior["sigma_seed"].median()), 4),
+        "ar_rho": round(float(fit.idata.posterior["ar_rho"].median()), 4),
+    }
+    print(f"real data ({', '.join(args.datasets)}), {args.chains} chains x ({args.tune} tune "
+          f"+ {args.draws} draws), <= {args.max_points} checkpoints per run")
+    print(pd.DataFrame([row]).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
