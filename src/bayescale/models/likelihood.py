@@ -76,18 +76,7 @@ def run_marginal_loglik(
     """
     var = sigma_obs**2
     k = tau_run**2 / var
-    if phi is None:
-        q_ee = segment_sum(resid**2)
-        q_e1 = segment_sum(resid)
-        q_11 = counts
-        log_det_r = 0.0
-    else:
-        w_e = whiten(resid, phi, prev, math)
-        w_1 = (1 - phi) / math.sqrt(1 - phi**2)  # whitened vector of ones
-        q_ee = segment_sum(w_e**2)
-        q_e1 = segment_sum(w_e * w_1)
-        q_11 = segment_sum(w_1**2 + 0 * resid)
-        log_det_r = segment_sum(math.log(1 - phi**2) + 0 * resid)
+    q_ee, q_e1, q_11, log_det_r = _run_sums(resid, counts, segment_sum, phi, prev, math)
     log_det = counts * math.log(var) + log_det_r + math.log1p(k * q_11)
     quad = (q_ee - k * q_e1**2 / (1 + k * q_11)) / var
     return -0.5 * (counts * LOG_2PI + log_det + quad)
@@ -104,16 +93,23 @@ def run_effect_conditional(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean and sd of each run's offset given its residuals (numpy only)."""
     var = sigma_obs**2
-    if phi is None:
-        q_e1 = segment_sum(resid)
-        q_11 = counts
-    else:
-        w_e = whiten(resid, phi, prev)
-        w_1 = (1 - phi) / np.sqrt(1 - phi**2)
-        q_e1 = segment_sum(w_e * w_1)
-        q_11 = segment_sum(w_1**2 + 0 * resid)
+    _, q_e1, q_11, _ = _run_sums(resid, counts, segment_sum, phi, prev, np)
     post_var = 1 / (1 / tau_run**2 + q_11 / var)
     return post_var * q_e1 / var, np.sqrt(post_var)
+
+
+def _run_sums(resid, counts, segment_sum, phi, prev, math):
+    """Per-run ``q_ee, q_e1, q_11`` and ``log|R|`` of the (AR(1)-whitened) residuals."""
+    if phi is None:
+        return segment_sum(resid**2), segment_sum(resid), counts, 0.0
+    w_e = whiten(resid, phi, prev, math)
+    w_1 = (1 - phi) / math.sqrt(1 - phi**2)  # whitened vector of ones
+    return (
+        segment_sum(w_e**2),
+        segment_sum(w_e * w_1),
+        segment_sum(w_1**2 + 0 * resid),
+        segment_sum(math.log(1 - phi**2) + 0 * resid),
+    )
 
 
 def numpy_segment_sum(starts: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
