@@ -142,9 +142,9 @@ class Diagnostics:
         out = []
         if self.divergences > 0:
             out.append(
-                f"{self.divergences} divergent transitions: try target_accept=0.95, "
-                "family_parameterization='noncentered' if families have few checkpoints, or "
-                "stronger priors on poorly identified families"
+                f"{self.divergences} divergent transitions: try target_accept=0.95 and more "
+                "tuning; families whose runs span few sizes or tokens leave E weakly "
+                "identified (tighter priors on log_E help); check the warm-up cut"
             )
         if np.isfinite(self.max_rhat) and self.max_rhat > 1.01 and n_chains > 1:
             out.append(
