@@ -13,6 +13,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
+from scipy.stats import t as student_t
 
 from bayescale.data.validate import validate
 from bayescale.inference import Diagnostics, Sampler, diagnose, sample_model, warn_on_problems
@@ -259,11 +260,11 @@ class ScalingLawFit:
         effects = np.empty_like(loglik)
         rng = self._rng(1)
         chunk = max(1, 2_000_000 // max(design.n_obs, 1))
+        phi_all = self._phi(design)
         for lo in range(0, theta.shape[0], chunk):
             sl = slice(lo, lo + chunk)
             resid = design.log_loss - log_mean_curve(theta[sl], design, math=np)
-            phi = self._phi(design)
-            phi = None if phi is None else phi[sl]
+            phi = None if phi_all is None else phi_all[sl]
             if self.options.likelihood == "normal":
                 loglik[sl] = run_marginal_loglik(
                     resid, sigma[sl], tau_run[sl], counts, seg, phi=phi, prev=design.obs_prev
@@ -273,8 +274,6 @@ class ScalingLawFit:
                 )
                 effects[sl] = mean + sd * rng.standard_normal(mean.shape)
             else:
-                from scipy.stats import t as student_t
-
                 u = self._stacked("run_effect")[sl]
                 nu = self._stacked("nu")[sl, None]
                 pointwise = student_t.logpdf(
