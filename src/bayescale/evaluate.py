@@ -1,0 +1,756 @@
+"""Held-out evaluation of scaling-law predictors, following the Hitchhiker's Guide protocol.
+
+"A Hitchhiker's Guide to Scaling Law Estimation" (Choshen, Zhang, Andreas) scores a fitted law by
+predicting the largest model of a family from the smaller ones:
+
+* ``F_train``: the runs of a family except the largest-N ones, past a 10B-token warm-up cut;
+* ``F_target``: the checkpoints of the largest-N runs in the last 30% of each run;
+* ARE: mean over ``F_target`` of ``|L - L_hat| / L``.
+
+This module holds
+
+* small pure metrics (:func:`absolute_relative_error`, :func:`signed_relative_error`,
+  :func:`interval_coverage`, :func:`interval_width`, :func:`crps_from_samples`);
+* :func:`score_prediction`, which scores one prediction dataset (see
+  :mod:`bayescale.intervals`) against a target table;
+* :func:`evaluate`, which runs the protocol family by family for several methods;
+* the paper's grids :func:`are_grid_models_fraction` and :func:`are_grid_models_scaleup`, and
+  :func:`plot_are_heatmap`.
+
+Method names
+------------
+``"bayescale"`` (:func:`bayescale.fit`, band ``observed``), ``"curve_fit"``
+(:func:`bayescale.baselines.fit_least_squares`), ``"huber"``
+(:func:`bayescale.baselines.fit_huber`), ``"huber_bootstrap"``
+(:func:`bayescale.baselines.bootstrap_huber`, band ``observed``), ``"best_loss"`` and
+``"most_trained"`` (the naive baselines of the paper).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayescale.data.prepare import (
+    _CUT_RTOL,
+    DEFAULT_TARGET_FRACTION,
+    DEFAULT_WARMUP_TOKENS,
+    protocol_split,
+    thin_log_spaced,
+)
+
+__all__ = [
+    "METHODS",
+    "absolute_relative_error",
+    "are_grid_models_fraction",
+    "are_grid_models_scaleup",
+    "crps_from_samples",
+    "evaluate",
+    "fit_and_predict",
+    "interval_coverage",
+    "interval_width",
+    "plot_are_heatmap",
+    "score_prediction",
+    "signed_relative_error",
+]
+
+#: Methods understood by :func:`evaluate` and the grid functions.
+METHODS: tuple[str, ...] = (
+    "bayescale",
+    "curve_fit",
+    "huber",
+    "huber_bootstrap",
+    "best_loss",
+    "most_trained",
+)
+_LAW_METHODS = ("bayescale", "curve_fit", "huber", "huber_bootstrap")
+#: Band scored for the methods that have one.
+_BAND = {"bayescale": "observed", "huber_bootstrap": "observed"}
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics
+# --------------------------------------------------------------------------------------------
+
+
+def _arrays(*values: Any) -> tuple[np.ndarray, ...]:
+    arrays = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in values))
+    return tuple(a.ravel() for a in arrays)
+
+
+def absolute_relative_error(y: Any, yhat: Any) -> float:
+    """Absolute relative error, ``mean |y - yhat| / y``.
+
+    Parameters
+    ----------
+    y
+        Observed losses (positive).
+    yhat
+        Predicted losses, broadcast against ``y``.
+
+    Returns
+    -------
+    float
+        NaN when ``y`` is empty.
+    """
+    y, yhat = _arrays(y, yhat)
+    if y.size == 0:
+        return float("nan")
+    return float(np.mean(np.abs(y - yhat) / y))
+
+
+def signed_relative_error(y: Any, yhat: Any) -> float:
+    """Signed relative error, ``mean (yhat - y) / y`` (positive: the loss is over-predicted).
+
+    Parameters
+    ----------
+    y
+        Observed losses (positive).
+    yhat
+        Predicted losses, broadcast against ``y``.
+
+    Returns
+    -------
+    float
+    """
+    y, yhat = _arrays(y, yhat)
+    if y.size == 0:
+        return float("nan")
+    return float(np.mean((yhat - y) / y))
+
+
+def interval_coverage(y: Any, lower: Any, upper: Any) -> float:
+    """Share of observations inside their interval, ``mean(lower <= y <= upper)``.
+
+    Parameters
+    ----------
+    y, lower, upper
+        Observations and interval bounds (broadcast against each other).
+
+    Returns
+    -------
+    float
+    """
+    y, lower, upper = _arrays(y, lower, upper)
+    if y.size == 0:
+        return float("nan")
+    return float(np.mean((lower <= y) & (y <= upper)))
+
+
+def interval_width(y: Any, lower: Any, upper: Any) -> float:
+    """Mean relative width of the intervals, ``mean (upper - lower) / y``.
+
+    Parameters
+    ----------
+    y
+        Observed losses (the scale of each width).
+    lower, upper
+        Interval bounds (broadcast against ``y``).
+
+    Returns
+    -------
+    float
+    """
+    y, lower, upper = _arrays(y, lower, upper)
+    if y.size == 0:
+        return float("nan")
+    return float(np.mean((upper - lower) / y))
+
+
+def crps_from_samples(y: Any, samples: Any) -> np.ndarray:
+    """Continuous ranked probability score of a sample-based forecast, per observation.
+
+    Uses the energy form ``CRPS = E|X - y| - 1/2 E|X - X'|`` of the empirical distribution of
+    the samples (``E|X - X'|`` over all ordered pairs, including ``X = X'``, computed in
+    ``O(m log m)`` from the sorted samples). Lower is better; the unit is that of ``y``.
+
+    Parameters
+    ----------
+    y
+        Observations, shape ``(n_points,)`` (a scalar is one point).
+    samples
+        Forecast draws, shape ``(n_samples, n_points)`` (or ``(n_samples,)`` for one point).
+
+    Returns
+    -------
+    numpy.ndarray
+        CRPS of each point, shape ``(n_points,)``.
+    """
+    y = np.atleast_1d(np.asarray(y, dtype=float))
+    x = np.asarray(samples, dtype=float)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[1] != y.shape[0]:
+        raise ValueError(f"samples must have shape (n_samples, {y.shape[0]}); got {x.shape}")
+    m = x.shape[0]
+    if m == 0:
+        raise ValueError("samples is empty")
+    term1 = np.mean(np.abs(x - y[None, :]), axis=0)
+    xs = np.sort(x, axis=0)
+    rank_weights = 2.0 * np.arange(1, m + 1) - m - 1  # sum_{i,j} |x_i - x_j| = 2 sum w_i x_(i)
+    term2 = 2.0 * (rank_weights @ xs) / m**2
+    return term1 - 0.5 * term2
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring one prediction
+# --------------------------------------------------------------------------------------------
+
+
+def _final_mask(target: pd.DataFrame) -> np.ndarray:
+    key = "run" if "run" in target.columns else "params"
+    final = target.groupby(key, sort=False)["tokens"].transform("max").to_numpy()
+    return target["tokens"].to_numpy() >= final * (1 - _CUT_RTOL)
+
+
+def score_prediction(
+    target: pd.DataFrame,
+    pred: xr.Dataset,
+    band: str = "observed",
+    samples: Any | None = None,
+) -> dict[str, float]:
+    """Score a prediction dataset against held-out checkpoints.
+
+    Parameters
+    ----------
+    target
+        Held-out rows (``F_target``) with columns ``params``, ``tokens``, ``loss`` (and ``run``,
+        used to find each run's final checkpoint; without it, the final checkpoint per size).
+    pred
+        Prediction at the target rows, in order (``point`` i is row i), as returned by the
+        ``predict`` methods of :mod:`bayescale.baselines` or :class:`bayescale.ScalingLawFit`.
+    band
+        Band whose intervals are scored; when ``pred`` lacks it, coverage and width are NaN.
+    samples
+        Optional draws of the predicted loss, shape ``(n_samples, n_points)``, for the CRPS.
+
+    Returns
+    -------
+    dict
+        ``n_target``, ``n_final``; ``are``, ``signed_error`` (of the ``median``), ``are_final``,
+        ``signed_error_final`` (each run's final checkpoint only); for every interval level
+        ``q`` in percent: ``coverage_q``, ``coverage_q_final`` and ``width_q`` (mean relative
+        width); ``crps`` and ``crps_rel`` (CRPS / loss) when ``samples`` are given, else NaN.
+    """
+    y = target["loss"].to_numpy(dtype=float)
+    if pred.sizes.get("point") != len(y):
+        raise ValueError(f"pred has {pred.sizes.get('point')} points for {len(y)} target rows")
+    for name in ("params", "tokens"):
+        if not np.allclose(pred[name].values, target[name].to_numpy(dtype=float), rtol=1e-9):
+            raise ValueError(f"pred's {name} do not match the target rows")
+    yhat = pred["median"].values
+    final = _final_mask(target)
+    out: dict[str, float] = {
+        "n_target": len(y),
+        "n_final": int(final.sum()),
+        "are": absolute_relative_error(y, yhat),
+        "signed_error": signed_relative_error(y, yhat),
+        "are_final": absolute_relative_error(y[final], yhat[final]),
+        "signed_error_final": signed_relative_error(y[final], yhat[final]),
+    }
+    has_band = band in pred.data_vars
+    for level in pred["level"].values:
+        pct = f"{round(100 * float(level)):d}"
+        if has_band:
+            lo = pred[band].sel(level=level, bound="lower").values
+            hi = pred[band].sel(level=level, bound="upper").values
+            out[f"coverage_{pct}"] = interval_coverage(y, lo, hi)
+            out[f"coverage_{pct}_final"] = interval_coverage(y[final], lo[final], hi[final])
+            out[f"width_{pct}"] = interval_width(y, lo, hi)
+        else:
+            out[f"coverage_{pct}"] = out[f"coverage_{pct}_final"] = np.nan
+            out[f"width_{pct}"] = np.nan
+    if samples is not None:
+        crps = crps_from_samples(y, samples)
+        out["crps"], out["crps_rel"] = float(np.mean(crps)), float(np.mean(crps / y))
+    else:
+        out["crps"] = out["crps_rel"] = np.nan
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Fitting one method
+# --------------------------------------------------------------------------------------------
+
+
+def fit_and_predict(
+    method: str,
+    train: pd.DataFrame,
+    target: pd.DataFrame,
+    family: str | None = None,
+    fit_kwargs: Mapping[str, Any] | None = None,
+    n_boot: int = 200,
+    random_seed: int = 0,
+) -> tuple[xr.Dataset, np.ndarray | None]:
+    """Fit ``method`` on ``train`` and predict the rows of ``target``.
+
+    Parameters
+    ----------
+    method
+        One of :data:`METHODS`.
+    train, target
+        Training rows (one family) and rows to predict.
+    family
+        Family name passed to :meth:`bayescale.ScalingLawFit.predict` (default: the family of
+        ``train``).
+    fit_kwargs
+        Keyword arguments of :func:`bayescale.fit` (``progressbar`` defaults to False and
+        ``random_seed`` to ``random_seed``).
+    n_boot
+        Bootstrap replicates of ``"huber_bootstrap"``.
+    random_seed
+        Seed of the Bayesian fit and of the bootstrap.
+
+    Returns
+    -------
+    (xarray.Dataset, numpy.ndarray or None)
+        The prediction dataset at the target rows and, for ``"bayescale"``, draws of the
+        ``observed`` band, shape ``(n_samples, n_points)`` (for the CRPS).
+    """
+    from bayescale import baselines
+
+    n = target["params"].to_numpy(dtype=float)
+    d = target["tokens"].to_numpy(dtype=float)
+    if method == "bayescale":
+        import bayescale
+
+        kwargs = {"progressbar": False, "random_seed": random_seed, **dict(fit_kwargs or {})}
+        if family is None and "family" in train.columns:
+            family = str(train["family"].iloc[0])
+        fit = bayescale.fit(train, **kwargs)
+        draws = fit.predictive_draws(n, d, family=family)
+        pred = fit.predict(n, d, family=family)
+        return pred, draws["observed"].values
+    if method == "curve_fit":
+        return baselines.fit_least_squares(train).predict(n, d), None
+    if method == "huber":
+        return baselines.fit_huber(train).predict(n, d), None
+    if method == "huber_bootstrap":
+        boot = baselines.bootstrap_huber(train, n_boot=n_boot, random_seed=random_seed)
+        return boot.predict(n, d), None
+    if method == "best_loss":
+        return baselines.best_loss_baseline(train).predict(n, d), None
+    if method == "most_trained":
+        return baselines.most_trained_baseline(train).predict(n, d), None
+    raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+
+
+# --------------------------------------------------------------------------------------------
+# The protocol over families
+# --------------------------------------------------------------------------------------------
+
+
+def _skip_reason(
+    family_runs: pd.DataFrame, train: pd.DataFrame, target: pd.DataFrame, min_models: int
+) -> str | None:
+    n_sizes = family_runs["params"].nunique()
+    if n_sizes < min_models:
+        return f"{n_sizes} distinct model sizes < min_models={min_models}"
+    if len(target) == 0:
+        return "empty F_target"
+    if train["params"].nunique() < 2 or len(train) < 5:
+        return (
+            f"F_train past the warm-up cut has {train['params'].nunique()} sizes and "
+            f"{len(train)} rows (a law fit needs >= 2 sizes and >= 5 rows)"
+        )
+    return None
+
+
+def _summarize_warnings(caught: Sequence[warnings.WarningMessage]) -> str:
+    """Distinct warning messages of one fit, joined (sampling problems show up here)."""
+    seen: dict[str, None] = {}
+    for w in caught:
+        if issubclass(w.category, DeprecationWarning | PendingDeprecationWarning | FutureWarning):
+            continue
+        seen.setdefault(f"{w.category.__name__}: {str(w.message).splitlines()[0][:200]}", None)
+    return "; ".join(seen)
+
+
+def evaluate(
+    runs: pd.DataFrame,
+    methods: Sequence[str] = ("bayescale", "curve_fit", "huber", "best_loss", "most_trained"),
+    min_models: int = 3,
+    fit_kwargs: Mapping[str, Any] | None = None,
+    random_seed: int = 0,
+    *,
+    n_boot: int = 200,
+    warmup_tokens: float | None = DEFAULT_WARMUP_TOKENS,
+    target_fraction: float = DEFAULT_TARGET_FRACTION,
+    max_points: int | None = None,
+    verbose: bool = True,
+) -> pd.DataFrame:
+    """Run the Hitchhiker's protocol on every family of ``runs`` for every method.
+
+    For each family: split into ``F_train`` / ``F_target`` (:func:`bayescale.protocol_split`),
+    fit each method on ``F_train`` of that family alone and score its prediction of
+    ``F_target`` with :func:`score_prediction` (band ``observed`` for ``"bayescale"`` and
+    ``"huber_bootstrap"``; the point methods have no intervals).
+
+    Parameters
+    ----------
+    runs
+        Run table with columns ``family``, ``run``, ``params``, ``tokens``, ``loss``.
+    methods
+        Methods to run, from :data:`METHODS`.
+    min_models
+        Families with fewer distinct model sizes (``F_max`` included) are skipped.
+    fit_kwargs
+        Keyword arguments of :func:`bayescale.fit` for ``"bayescale"`` (e.g. ``draws``,
+        ``tune``, ``chains``).
+    random_seed
+        Seed of the Bayesian fits and the bootstrap.
+    n_boot
+        Replicates of ``"huber_bootstrap"``.
+    warmup_tokens, target_fraction
+        Protocol settings (10B tokens and 0.3 in the paper).
+    max_points
+        Thin every ``F_train`` run to at most this many checkpoints, log-spaced
+        (:func:`bayescale.thin_log_spaced`); ``F_target`` is always scored in full.
+    verbose
+        Print one line per family and method, with the time taken.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per family x method with ``family``, ``method``, ``status`` (``"ok"``,
+        ``"skipped"`` -- the family cannot be evaluated -- or ``"failed"`` -- the method
+        raised), ``reason``, ``n_models`` (distinct sizes), ``n_train``, ``train_max_params``,
+        ``target_params``, ``seconds``, ``warnings`` (distinct warning messages of the fit, e.g.
+        sampling problems) and the metrics of :func:`score_prediction` (NaN unless
+        ``status == "ok"``).
+    """
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; choose from {METHODS}")
+    rows: list[dict[str, Any]] = []
+    for family, family_runs in runs.groupby("family", sort=True):
+        split = protocol_split(
+            family_runs, warmup_tokens=warmup_tokens, target_fraction=target_fraction
+        )
+        train, target = split.train, split.target
+        if max_points is not None and len(train):
+            train = thin_log_spaced(train, max_points=max_points)
+        base = {
+            "family": str(family),
+            "n_models": int(family_runs["params"].nunique()),
+            "n_train": len(train),
+            "train_max_params": float(train["params"].max()) if len(train) else np.nan,
+            "target_params": float(family_runs["params"].max()),
+        }
+        reason = _skip_reason(family_runs, train, target, min_models)
+        if reason is not None:
+            if verbose:
+                print(f"[evaluate] {family}: skipped ({reason})", flush=True)
+            rows.extend(
+                base | {"method": m, "status": "skipped", "reason": reason} for m in methods
+            )
+            continue
+        for method in methods:
+            t0 = time.perf_counter()
+            caught: list[warnings.WarningMessage] = []
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    pred, samples = fit_and_predict(
+                        method, train, target, str(family), fit_kwargs, n_boot, random_seed
+                    )
+                scores = score_prediction(target, pred, _BAND.get(method, "observed"), samples)
+                status, why = "ok", ""
+            except Exception as err:  # a failed fit is a result, not the end of the benchmark
+                scores, status, why = {}, "failed", f"{type(err).__name__}: {err}"
+            seconds = time.perf_counter() - t0
+            scores["warnings"] = _summarize_warnings(caught)
+            rows.append(
+                base
+                | {"method": method, "status": status, "reason": why, "seconds": seconds}
+                | scores
+            )
+            if verbose:
+                what = f"ARE {100 * scores['are']:.2f}%" if status == "ok" else why
+                cover = scores.get("coverage_90", np.nan)
+                if status == "ok" and np.isfinite(cover):
+                    what += f", 90% coverage {100 * cover:.0f}%"
+                print(f"[evaluate] {family} / {method}: {what} ({seconds:.1f} s)", flush=True)
+    out = pd.DataFrame(rows)
+    first = [
+        "family",
+        "method",
+        "status",
+        "reason",
+        "n_models",
+        "n_train",
+        "train_max_params",
+        "target_params",
+        "seconds",
+    ]
+    first = [c for c in first if c in out.columns]
+    return out[first + [c for c in out.columns if c not in first]]
+
+
+# --------------------------------------------------------------------------------------------
+# The paper's grids
+# --------------------------------------------------------------------------------------------
+
+
+def _grid_split(
+    runs_family: pd.DataFrame, warmup_tokens: float | None, target_fraction: float
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    if runs_family["family"].nunique() != 1:
+        raise ValueError("the grid functions take a single family")
+    raw_train = runs_family.loc[runs_family["params"] < runs_family["params"].max()]
+    # run length before the warm-up cut, to cut each run at a fraction of its training
+    train = raw_train.assign(_run_end=raw_train.groupby("run")["tokens"].transform("max"))
+    if warmup_tokens is not None:
+        train = train.loc[train["tokens"] >= float(warmup_tokens)]
+    target = protocol_split(
+        runs_family, warmup_tokens=warmup_tokens, target_fraction=target_fraction
+    ).target
+    sizes = np.sort(train["params"].unique())[::-1]  # largest first
+    return train.reset_index(drop=True), target, sizes
+
+
+def _grid_are(
+    method: str,
+    train: pd.DataFrame,
+    target: pd.DataFrame,
+    fit_kwargs: Mapping[str, Any] | None,
+    random_seed: int,
+) -> float:
+    need = 2 if method in _LAW_METHODS else 1
+    if train["params"].nunique() < need or len(train) < (5 if need == 2 else 1):
+        return float("nan")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pred, _ = fit_and_predict(
+                method,
+                train.drop(columns=["_run_end"]),
+                target,
+                None,
+                fit_kwargs,
+                random_seed=random_seed,
+            )
+    except (RuntimeError, ValueError, np.linalg.LinAlgError):
+        return float("nan")
+    return absolute_relative_error(target["loss"].to_numpy(), pred["median"].values)
+
+
+def _default_n_models(method: str, n_sizes: int) -> list[int]:
+    start = 2 if method in _LAW_METHODS else 1
+    return list(range(start, n_sizes + 1))
+
+
+def are_grid_models_fraction(
+    runs_family: pd.DataFrame,
+    method: str = "curve_fit",
+    n_models: Sequence[int] | None = None,
+    fractions: Sequence[float] = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0),
+    fit_kwargs: Mapping[str, Any] | None = None,
+    random_seed: int = 0,
+    warmup_tokens: float | None = DEFAULT_WARMUP_TOKENS,
+    target_fraction: float = DEFAULT_TARGET_FRACTION,
+) -> xr.DataArray:
+    """ARE over the number of training models x the fraction of training used.
+
+    A cell ``(k, q)`` fits ``method`` on the ``k`` largest training sizes (all their runs),
+    keeping only the checkpoints in the first ``q`` of each run (``tokens <= q x`` the run's
+    final tokens) that pass the warm-up cut, and scores the prediction of ``F_target``.
+
+    Parameters
+    ----------
+    runs_family
+        Run table of ONE family.
+    method
+        One of :data:`METHODS` (default the fast ``"curve_fit"``; ``"bayescale"`` works with
+        small sampler settings in ``fit_kwargs``).
+    n_models
+        Numbers of models (distinct training sizes); default 2 (1 for the naive baselines) up to
+        all training sizes.
+    fractions
+        Fractions of each training run, in (0, 1].
+    fit_kwargs
+        Keyword arguments of :func:`bayescale.fit` for ``"bayescale"``.
+    random_seed
+        Seed of the Bayesian fit / bootstrap.
+    warmup_tokens, target_fraction
+        Protocol settings.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims ``("n_models", "fraction")``; NaN where the cell has too little data or the fit
+        failed. Attributes: ``method``, ``family``, ``target_params``.
+    """
+    train, target, sizes = _grid_split(runs_family, warmup_tokens, target_fraction)
+    ks = list(n_models) if n_models is not None else _default_n_models(method, len(sizes))
+    qs = [float(q) for q in fractions]
+    if any(not 0 < q <= 1 for q in qs):
+        raise ValueError(f"fractions must be in (0, 1]; got {qs}")
+    values = np.full((len(ks), len(qs)), np.nan)
+    for i, k in enumerate(ks):
+        sub = train.loc[train["params"].isin(sizes[:k])]
+        for j, q in enumerate(qs):
+            cut = sub.loc[sub["tokens"] <= q * sub["_run_end"] * (1 + _CUT_RTOL)]
+            if k <= len(sizes):
+                values[i, j] = _grid_are(method, cut, target, fit_kwargs, random_seed)
+    return xr.DataArray(
+        values,
+        dims=("n_models", "fraction"),
+        coords={"n_models": ks, "fraction": qs},
+        name="are",
+        attrs={
+            "method": method,
+            "family": str(runs_family["family"].iloc[0]),
+            "target_params": float(runs_family["params"].max()),
+            "long_name": "absolute relative error",
+        },
+    )
+
+
+def are_grid_models_scaleup(
+    runs_family: pd.DataFrame,
+    method: str = "curve_fit",
+    n_models: Sequence[int] | None = None,
+    fit_kwargs: Mapping[str, Any] | None = None,
+    random_seed: int = 0,
+    warmup_tokens: float | None = DEFAULT_WARMUP_TOKENS,
+    target_fraction: float = DEFAULT_TARGET_FRACTION,
+) -> xr.DataArray:
+    """ARE over the number of training models x the scale-up factor.
+
+    For each training size ``m`` (the largest model used), the scale-up factor is
+    ``N_target / m``; a cell ``(k, m)`` fits ``method`` on the ``k`` largest training sizes not
+    above ``m`` (full runs past the warm-up cut) and scores the prediction of ``F_target``.
+
+    Parameters
+    ----------
+    runs_family
+        Run table of ONE family.
+    method
+        One of :data:`METHODS` (default ``"curve_fit"``).
+    n_models
+        Numbers of models; default 2 (1 for the naive baselines) up to all training sizes.
+    fit_kwargs, random_seed, warmup_tokens, target_fraction
+        As in :func:`are_grid_models_fraction`.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims ``("n_models", "scale_up")`` with ``scale_up`` increasing and a coordinate
+        ``max_train_params`` along it; NaN where fewer than ``k`` sizes are at or below ``m``.
+    """
+    train, target, sizes = _grid_split(runs_family, warmup_tokens, target_fraction)
+    ks = list(n_models) if n_models is not None else _default_n_models(method, len(sizes))
+    n_target = float(runs_family["params"].max())
+    values = np.full((len(ks), len(sizes)), np.nan)
+    for j, top in enumerate(sizes):  # largest first = smallest scale-up first
+        below = sizes[sizes <= top]
+        for i, k in enumerate(ks):
+            if k > len(below):
+                continue
+            sub = train.loc[train["params"].isin(below[:k])]
+            values[i, j] = _grid_are(method, sub, target, fit_kwargs, random_seed)
+    return xr.DataArray(
+        values,
+        dims=("n_models", "scale_up"),
+        coords={
+            "n_models": ks,
+            "scale_up": n_target / sizes,
+            "max_train_params": ("scale_up", sizes.astype(float)),
+        },
+        name="are",
+        attrs={
+            "method": method,
+            "family": str(runs_family["family"].iloc[0]),
+            "target_params": n_target,
+            "long_name": "absolute relative error",
+        },
+    )
+
+
+def plot_are_heatmap(
+    da: xr.DataArray,
+    ax: Any | None = None,
+    title: str | None = None,
+    vmax: float | None = 0.2,
+    annotate: bool = True,
+) -> Any:
+    """Heatmap of an ARE grid (in percent), as in the Hitchhiker's figures.
+
+    Parameters
+    ----------
+    da
+        A 2-D grid from :func:`are_grid_models_fraction` or :func:`are_grid_models_scaleup`
+        (rows: first dim, columns: second dim).
+    ax
+        Matplotlib axes to draw on (default: a new figure).
+    title
+        Axes title (default: family and method from ``da.attrs``).
+    vmax
+        Upper end of the colour scale as a fraction (0.2 = 20%, the paper's "still useful"
+        limit); ``None`` uses the data's maximum.
+    annotate
+        Write the ARE in percent in every cell.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    if da.ndim != 2:
+        raise ValueError(f"expected a 2-D grid; got dims {da.dims}")
+    row_dim, col_dim = da.dims
+    if ax is None:
+        fig, ax = plt.subplots(
+            figsize=(1.0 + 0.8 * da.sizes[col_dim], 1.0 + 0.5 * da.sizes[row_dim])
+        )
+    else:
+        fig = ax.figure
+    values = 100 * np.asarray(da.values, dtype=float)
+    top = 100 * vmax if vmax is not None else np.nanmax(values) if np.isfinite(values).any() else 1
+    image = ax.imshow(
+        np.ma.masked_invalid(values),
+        cmap="viridis_r",
+        vmin=0,
+        vmax=top,
+        aspect="auto",
+        origin="lower",
+    )
+    fig.colorbar(image, ax=ax, label="ARE (%)")
+
+    def labels(dim: str) -> list[str]:
+        vals = da[dim].values
+        if dim == "fraction":
+            return [f"{100 * v:.0f}%" for v in vals]
+        if dim == "scale_up":
+            return [f"{v:.3g}x" for v in vals]
+        return [f"{v}" for v in vals]
+
+    ax.set_xticks(range(da.sizes[col_dim]), labels(col_dim))
+    ax.set_yticks(range(da.sizes[row_dim]), labels(row_dim))
+    names = {
+        "n_models": "number of models",
+        "fraction": "fraction of training",
+        "scale_up": "scale-up (target N / largest train N)",
+    }
+    ax.set_xlabel(names.get(col_dim, col_dim))
+    ax.set_ylabel(names.get(row_dim, row_dim))
+    if annotate:
+        for i in range(values.shape[0]):
+            for j in range(values.shape[1]):
+                v = values[i, j]
+                text = "-" if not np.isfinite(v) else f"{v:.1f}"
+                colour = "white" if np.isfinite(v) and v > 0.6 * top else "black"
+                ax.text(j, i, text, ha="center", va="center", fontsize=8, color=colour)
+    if title is None:
+        title = f"{da.attrs.get('family', '')} ({da.attrs.get('method', '')})".strip()
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
