@@ -756,8 +756,8 @@ def bootstrap_huber(
         Extra starts for every replicate, besides the full-data optimum (default: none --
         warm start only).
     full_fit
-        A Huber fit of ``df`` already computed (skips the full-data fit; its
-        ``exponent_bounds`` are used for the replicates).
+        A Huber fit of ``df`` already computed (skips the full-data fit; its ``delta`` and
+        ``exponent_bounds`` are then used for the replicates).
     exponent_bounds
         Bounds on ``alpha`` and ``beta`` (see :func:`fit_huber`).
 
@@ -783,8 +783,8 @@ def bootstrap_huber(
 
     if full_fit is None:
         full_fit = fit_huber(df, delta=delta, grid=grid, exponent_bounds=exponent_bounds)
-    elif full_fit.method != "huber":
-        raise ValueError("full_fit must come from fit_huber")
+    elif full_fit.method != "huber" or full_fit.n_obs != len(loss):
+        raise ValueError("full_fit must come from fit_huber on the same rows")
     delta = float(full_fit.info["delta"])
     exponent_bounds = full_fit.info["exponent_bounds"]
     theta_hat = np.array(full_fit.info["theta"], dtype=float)
