@@ -100,27 +100,35 @@ def summary_table(results: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
             table.loc[row.family, "note"] = "; ".join(
                 x for x in (table.loc[row.family, "note"], note) if x
             )
-    are_cols = [c for c in table.columns if c.startswith("ARE ")]
-    summary = {}
-    summary["mean"] = table[are_cols].mean()
-    summary["median"] = table[are_cols].median()
-    if {"ARE bayescale", "ARE curve_fit"} <= set(table.columns):
-        both = table[["ARE bayescale", "ARE curve_fit"]].dropna()
-        share = (
-            float((both["ARE bayescale"] < both["ARE curve_fit"]).mean()) if len(both) else np.nan
+    bayes = ok[ok["method"] == "bayescale"]
+    troubled = bayes.loc[bayes["warnings"].fillna("").str.contains("SamplingWarning"), "family"]
+    for f in troubled:
+        table.loc[f, "note"] = "; ".join(
+            x for x in (table.loc[f, "note"], "bayescale: sampling warnings") if x
         )
-        summary["mean"]["bayescale beats curve_fit (%)"] = 100 * share
+
+    are_cols = [c for c in table.columns if c.startswith("ARE ")]
+    mean_row = table[are_cols].mean()
+    median_row = table[are_cols].median()
     for m in ("bayescale", "huber_bootstrap"):
         sub = ok[(ok["method"] == m) & ok["coverage_90"].notna()]
-        if len(sub):
-            pooled = float(np.average(sub["coverage_90"], weights=sub["n_target"]))
-            summary["mean"][f"cov90 {m}"] = 100 * pooled  # pooled over all target points
-            summary["mean"][f"width90 {m}"] = 100 * float(
-                np.average(sub["width_90"], weights=sub["n_target"])
-            )
-    rows = pd.DataFrame(summary).T
-    rows.index = ["MEAN (coverage: pooled over target points)", "MEDIAN"]
-    out = pd.concat([table, rows])
+        if len(sub):  # pooled over all target points, not averaged over families
+            mean_row[f"cov90 {m}"] = 100 * np.average(sub["coverage_90"], weights=sub["n_target"])
+            mean_row[f"width90 {m}"] = 100 * np.average(sub["width_90"], weights=sub["n_target"])
+            median_row[f"cov90 {m}"] = 100 * sub["coverage_90"].median()
+            median_row[f"width90 {m}"] = 100 * sub["width_90"].median()
+    rows = {
+        "MEAN over families (cov/width: pooled over target points)": mean_row,
+        "MEDIAN over families": median_row,
+    }
+    if {"ARE bayescale", "ARE curve_fit"} <= set(table.columns):
+        both = table[["ARE bayescale", "ARE curve_fit"]].dropna()
+        wins = int((both["ARE bayescale"] < both["ARE curve_fit"]).sum())
+        share = 100 * wins / len(both) if len(both) else np.nan
+        rows[f"% families bayescale ARE < curve_fit ({wins}/{len(both)})"] = pd.Series(
+            {"ARE bayescale": share}
+        )
+    out = pd.concat([table, pd.DataFrame(rows).T])
     out["note"] = out["note"].fillna("")
     return out
 
