@@ -17,8 +17,8 @@ routing frequency), and nanogpt-replicates (one model size).
 
 **Which checkpoints.** By default (``checkpoints="curves"``) whole curves are used after the
 Hitchhiker's warm-up cut (checkpoints with fewer than 10B tokens are dropped, also for the OLMo
-ladder, whose 190M runs at 0.5x-2x Chinchilla then drop out entirely), thinned to at most 20
-log-spaced checkpoints per run. The cut matters: keeping the OLMo ladder from 10% of each run
+ladder, whose 190M runs at 0.5x-2x Chinchilla then drop out entirely), thinned to at most 16
+log-spaced checkpoints per run (6 for the routing runs). The cut matters: keeping the OLMo ladder from 10% of each run
 instead puts high-learning-rate checkpoints of runs with different budgets into the fit; the
 model then explains the mismatch with seed offsets (``sigma_seed`` ~0.15) and mispredicts the 3B
 models by ~37%. ``checkpoints="late"`` keeps only the last 30% of each run instead.
@@ -144,7 +144,7 @@ def language_data(
         ``train``: the selected, thinned checkpoints of every family's non-largest runs;
         ``held_out``: all checkpoints of each family's largest runs (OLMo ladder: 3B).
     """
-    per_run = per_run or (8 if checkpoints == "late" else 20)
+    per_run = per_run or (8 if checkpoints == "late" else 16)
     olmo = _plain_numeric(bayescale.load_dataset("olmo-ladder"))
     hh = _plain_numeric(bayescale.load_dataset("hitchhiker"))
     hh = hh[hh["family"].isin(HITCHHIKER_FAMILIES)]
@@ -162,7 +162,7 @@ def language_data(
 
 def routing_data(checkpoints: Checkpoints = "curves", per_run: int | None = None) -> pd.DataFrame:
     """Checkpoints of the routing demo: dense plus S-Base/Hash/RL-R at :data:`ROUTING_EXPERTS`."""
-    per_run = per_run or (6 if checkpoints == "late" else 8)
+    per_run = per_run or 6
     dm = _plain_numeric(bayescale.load_dataset("deepmind-routing"))
     keep = ["dense"] + [f"{r}-e{e}" for r in ROUTERS for e in ROUTING_EXPERTS]
     dm = dm[dm["family"].isin(keep)]
@@ -202,7 +202,8 @@ def run_demo(
         ``"curves"`` (default: whole curves after the 10B-token warm-up cut, thinned) or
         ``"late"`` (the last 30% of each run).
     draws, tune, chains
-        Sampler settings (default 500/500/2, quick 200/300/2).
+        Sampler settings (default 400/400/2, quick 200/300/2); the routing fit tunes 300
+        steps longer.
     random_seed
         Seed of both fits.
     progressbar
@@ -218,8 +219,8 @@ def run_demo(
     clock = _Clock(echo)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    draws = draws or (200 if quick else 500)
-    tune = tune or (300 if quick else 500)
+    draws = draws or (200 if quick else 400)
+    tune = tune or (300 if quick else 400)
     per_run = None if not quick else (5 if checkpoints == "late" else 8)
     sampler_kw = dict(draws=draws, tune=tune, chains=chains, random_seed=random_seed,
                       progressbar=progressbar)
@@ -228,7 +229,7 @@ def run_demo(
     def fit_quietly(runs: pd.DataFrame, name: str, **kw) -> bayescale.ScalingLawFit:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", bayescale.SamplingWarning)
-            result = bayescale.fit(runs, **sampler_kw, **kw)
+            result = bayescale.fit(runs, **{**sampler_kw, **kw})
         for w in caught:
             if issubclass(w.category, bayescale.SamplingWarning):
                 sampling_notes.append(f"{name} fit: {w.message}")
@@ -273,7 +274,10 @@ def run_demo(
     echo(f"           {routing_runs['family'].nunique()} families in "
          f"{routing_runs['arch'].nunique()} archs, {routing_runs['run'].nunique()} runs, "
          f"{len(routing_runs)} checkpoints")
-    routing = fit_quietly(routing_runs, "routing", hierarchy=("arch", "family"))
+    # the arch level adds a funnel (few archs, one dense family): tune longer
+    routing = fit_quietly(
+        routing_runs, "routing", hierarchy=("arch", "family"), tune=tune + 300
+    )
     d = routing.diagnostics
     clock.done(f"divergences {d.divergences}, max R-hat {d.max_rhat:.3f}, "
                f"min bulk ESS {d.min_ess_bulk:.0f}")
