@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 
@@ -55,6 +56,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         runs = runs.drop(columns=["family"], errors="ignore").rename(
             columns={args.family_col: "family"}
         )
+    # pandas' nullable integers (e.g. from Parquet) cannot be written to NetCDF by fit.save
+    runs = runs.astype(
+        {c: "float64" for c in runs.columns if isinstance(runs[c].dtype, pd.Int64Dtype)}
+    )
     if args.max_points:
         runs = bayescale.thin_log_spaced(bayescale.validate(runs), max_points=args.max_points)
     fit = bayescale.fit(
@@ -82,7 +87,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     import bayescale
 
     fit = bayescale.load(args.fit)
-    pred = fit.predict(params=args.params, tokens=args.tokens, family=args.family)
+    pred = fit.predict(
+        params=args.params, tokens=args.tokens, family=args.family, arch=args.arch, run=args.run
+    )
     rows = []
     for i in range(pred.sizes["point"]):
         row = {
@@ -106,6 +113,59 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    import bayescale
+    from bayescale.compare import compare
+
+    if args.compute is None and (args.params is None or args.tokens is None):
+        raise ValueError("give --params and --tokens, or --compute")
+    if args.compute is not None and (args.params is not None or args.tokens is not None):
+        raise ValueError("give either --params and --tokens, or --compute, not both")
+    fit = bayescale.load(args.fit)
+    comp = compare(
+        fit,
+        args.a,
+        args.b,
+        params=args.params,
+        tokens=args.tokens,
+        compute=args.compute,
+        rope=args.rope,
+        kind=args.kind,
+        band=args.band,
+        arch_curve=args.arch_curve,
+    )
+    table = comp.summary()
+    if args.csv:
+        table.to_csv(sys.stdout, index=False)
+        return 0
+    lo, hi = comp.interval(comp.rel_diff, 0.9)
+    print(f"{args.a} vs {args.b} {comp.target_label()}")
+    print(
+        f"P({args.a} better) = {comp.p_a_better:.3f}; relative difference "
+        f"{100 * float(np.median(comp.rel_diff)):+.2f}% (90% interval "
+        f"[{100 * lo:+.2f}%, {100 * hi:+.2f}%]); "
+        f"P(|difference| > {100 * comp.rope:g}%) = {comp.p_outside_rope:.3f}"
+    )
+    for note in comp.notes:
+        print(f"note: {note}")
+    cols = [c for c in table.columns if c not in ("sd", "description")]
+    print(table[cols].to_string(index=False))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    import bayescale
+    from bayescale.report.html import html
+
+    fit = bayescale.load(args.fit)
+    held_out = None
+    if args.held_out:
+        held_out = bayescale.validate(_read_table(args.held_out))
+    out = html(fit, args.html, title=args.title, held_out=held_out, level=args.level)
+    print(f"wrote {out}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from bayescale.demo import run_demo
 
@@ -119,18 +179,25 @@ def build_parser() -> argparse.ArgumentParser:
         prog="bayescale", description="Hierarchical Bayesian scaling-law estimation."
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    # --debug is accepted after the subcommand too (SUPPRESS keeps the top-level value)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("datasets", help="list the bundled datasets")
+    p = sub.add_parser("datasets", parents=[common], help="list the bundled datasets")
     p.set_defaults(func=_cmd_datasets)
 
-    p = sub.add_parser("validate", help="check a run table (CSV or Parquet)")
+    p = sub.add_parser("validate", parents=[common], help="check a run table (CSV or Parquet)")
     p.add_argument("table")
     p.add_argument("--allow-perplexity", action="store_true")
     p.add_argument("--allow-small-tokens", action="store_true")
     p.set_defaults(func=_cmd_validate)
 
-    p = sub.add_parser("fit", help="fit the hierarchical model and save it to NetCDF")
+    p = sub.add_parser(
+        "fit", parents=[common], help="fit the hierarchical model and save it to NetCDF"
+    )
     p.add_argument("table")
     p.add_argument("--law", default="chinchilla")
     p.add_argument("--hierarchy", default="family", help="'family' or 'arch,family'")
@@ -144,15 +211,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-points", type=int, default=0, help="thin to at most k checkpoints/run")
     p.set_defaults(func=_cmd_fit)
 
-    p = sub.add_parser("predict", help="predict loss with intervals from a saved fit")
+    p = sub.add_parser(
+        "predict", parents=[common], help="predict loss with intervals from a saved fit"
+    )
     p.add_argument("fit")
     p.add_argument("--params", type=float, nargs="+", required=True)
     p.add_argument("--tokens", type=float, nargs="+", required=True)
-    p.add_argument("--family", default=None)
+    p.add_argument("--family", default=None, help="a family of the fit (default: a new one)")
+    p.add_argument("--arch", default=None, help="a new family of this architecture")
+    p.add_argument("--run", default=None, help="a run of the fit (its own seed offset)")
     p.add_argument("--csv", action="store_true")
     p.set_defaults(func=_cmd_predict)
 
-    p = sub.add_parser("demo", help="fit bundled real data and write the HTML report")
+    p = sub.add_parser(
+        "compare", parents=[common], help="compare two families or architectures of a saved fit"
+    )
+    p.add_argument("fit")
+    p.add_argument("a", help="family or architecture (differences are a - b)")
+    p.add_argument("b")
+    p.add_argument("--params", type=float, help="target parameter count N")
+    p.add_argument("--tokens", type=float, help="target tokens D")
+    p.add_argument("--compute", type=float, help="target compute in FLOPs (instead of N, D)")
+    p.add_argument("--rope", type=float, default=0.01, help="practical-equivalence half-width")
+    p.add_argument("--kind", default="auto", choices=["auto", "family", "arch"])
+    p.add_argument("--band", default="mean", choices=["mean", "new_seed"])
+    p.add_argument("--arch-curve", default="new_family", choices=["new_family", "centre"])
+    p.add_argument("--csv", action="store_true", help="print the summary table as CSV")
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("report", parents=[common], help="write an HTML report of a saved fit")
+    p.add_argument("fit")
+    p.add_argument("--html", required=True, help="output HTML file")
+    p.add_argument("--title", default="bayescale report")
+    p.add_argument("--held-out", default=None, help="run table of held-out checkpoints to draw")
+    p.add_argument("--level", type=float, default=0.9)
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser(
+        "demo", parents=[common], help="fit bundled real data and write the HTML report"
+    )
     p.add_argument("--out", default="reports/demo")
     p.add_argument("--quick", action="store_true", help="fewer draws (for smoke tests)")
     p.set_defaults(func=_cmd_demo)
@@ -171,9 +268,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"bayescale: error: {message}", file=sys.stderr)
+        print(f"bayescale: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+
+
+#: Keyword arguments named in library messages -> the command-line flags that set them.
+_FLAG_NAMES = {
+    "allow_perplexity=True": "--allow-perplexity",
+    "allow_small_tokens=True": "--allow-small-tokens",
+}
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (KeyError without its repr quotes)."""
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    text = str(text).strip()
+    if not text:
+        return type(exc).__name__
+    line = text.splitlines()[0]
+    for name, flag in _FLAG_NAMES.items():
+        line = line.replace(name, flag)
+    return line
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,254 @@
+"""The ``bayescale`` command, driven in a subprocess like a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayescale
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """Run ``python -m bayescale.cli <args>`` and capture its output."""
+    env = dict(os.environ)
+    cache = ROOT / ".cache"
+    env.setdefault("PYTENSOR_FLAGS", f"base_compiledir={cache / 'pytensor'}")
+    env.setdefault("MPLBACKEND", "Agg")
+    return subprocess.run(
+        [sys.executable, "-m", "bayescale.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
+    """Non-zero exit, one ``bayescale: error: ...`` line on stderr naming the problem."""
+    assert proc.returncode != 0, proc.stdout
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("bayescale: error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_runs() -> pd.DataFrame:
+    sim = bayescale.simulate(n_families=2, sizes=(2e7, 2e8), n_seeds=1, n_checkpoints=10)
+    return sim.runs
+
+
+@pytest.fixture
+def good_csv(tmp_path: Path, tiny_runs: pd.DataFrame) -> Path:
+    path = tmp_path / "runs.csv"
+    tiny_runs.to_csv(path, index=False)
+    return path
+
+
+# ------------------------------------------------------------------------------ datasets
+def test_datasets_lists_the_four_bundled_datasets():
+    proc = run_cli("datasets")
+    assert proc.returncode == 0, proc.stderr
+    for name in ("olmo-ladder", "hitchhiker", "deepmind-routing", "nanogpt-replicates"):
+        assert name in proc.stdout
+
+
+def test_help_lists_every_subcommand():
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for cmd in ("datasets", "validate", "fit", "predict", "compare", "report", "demo"):
+        assert cmd in proc.stdout
+
+
+# ------------------------------------------------------------------------------ validate
+def test_validate_good_csv(good_csv: Path, tiny_runs: pd.DataFrame):
+    proc = run_cli("validate", str(good_csv))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ok: ")
+    assert f"{len(tiny_runs)} checkpoints" in proc.stdout
+    assert f"{tiny_runs['run'].nunique()} runs" in proc.stdout
+    assert "2 families" in proc.stdout
+
+
+def test_validate_parquet(tmp_path: Path, tiny_runs: pd.DataFrame):
+    pytest.importorskip("pyarrow")
+    path = tmp_path / "runs.parquet"
+    runs = tiny_runs.copy()
+    runs["run_tokens"] = runs["run_tokens"].astype("Int64")  # a nullable integer column
+    runs.to_parquet(path, index=False)
+    proc = run_cli("validate", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert f"{len(runs)} checkpoints" in proc.stdout
+
+
+def _bad(tiny_runs: pd.DataFrame, problem: str) -> pd.DataFrame:
+    df = tiny_runs.copy()
+    if problem == "missing column":
+        return df.drop(columns=["tokens"])
+    if problem == "nan":
+        df.loc[df.index[3], "loss"] = np.nan
+        return df
+    if problem == "perplexity":
+        df["loss"] = np.exp(df["loss"]) * 10  # perplexities of a weak model: all > 20
+        return df
+    raise AssertionError(problem)
+
+
+@pytest.mark.parametrize(
+    ("problem", "needles"),
+    [
+        ("missing column", ("missing required column", "'tokens'")),
+        ("nan", ("'loss'", "NaN")),
+        ("perplexity", ("perplexities", "--allow-perplexity")),
+    ],
+)
+def test_validate_bad_input_is_one_line_error(tmp_path, tiny_runs, problem, needles):
+    path = tmp_path / "bad.csv"
+    _bad(tiny_runs, problem).to_csv(path, index=False)
+    proc = run_cli("validate", str(path))
+    assert proc.returncode == 2
+    assert_one_line_error(proc, *needles)
+    assert proc.stdout == ""
+
+
+def test_validate_allow_perplexity_flag(tmp_path, tiny_runs):
+    path = tmp_path / "ppl.csv"
+    _bad(tiny_runs, "perplexity").to_csv(path, index=False)
+    proc = run_cli("validate", str(path), "--allow-perplexity")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path, tiny_runs):
+    path = tmp_path / "bad.csv"
+    _bad(tiny_runs, "nan").to_csv(path, index=False)
+    for args in (("--debug", "validate", str(path)), ("validate", str(path), "--debug")):
+        proc = run_cli(*args)
+        assert proc.returncode != 0
+        assert "Traceback" in proc.stderr
+        assert "DataError" in proc.stderr
+        assert "bayescale: error:" not in proc.stderr
+
+
+def test_missing_file_is_one_line_error(tmp_path):
+    proc = run_cli("validate", str(tmp_path / "nope.csv"))
+    assert_one_line_error(proc, "no such file", "nope.csv")
+
+
+def test_usage_errors_exit_non_zero():
+    proc = run_cli("predict", "fit.nc")  # --params and --tokens are required
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "--params" in proc.stderr
+
+
+def test_compare_needs_a_target_before_loading(tmp_path):
+    proc = run_cli("compare", str(tmp_path / "fit.nc"), "a", "b", "--params", "1e9")
+    assert_one_line_error(proc, "--params and --tokens, or --compute")
+
+
+# ------------------------------------------------------------------------------ fit round trip
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory, tiny_runs) -> Path:
+    """``bayescale fit`` on a Parquet copy of the tiny simulated table."""
+    pytest.importorskip("pyarrow")
+    tmp = tmp_path_factory.mktemp("cli_fit")
+    table = tmp / "runs.parquet"
+    runs = tiny_runs.copy()
+    runs["run_tokens"] = runs["run_tokens"].astype("Int64")  # comes back as nullable Int64
+    runs.to_parquet(table, index=False)
+    out = tmp / "fit.nc"
+    sampler = "--draws 100 --tune 200 --chains 2".split()
+    proc = run_cli("fit", str(table), "--out", str(out), *sampler, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "diagnostics:" in proc.stdout
+    assert f"saved fit to {out}" in proc.stdout
+    assert out.exists()
+    return out
+
+
+@pytest.mark.slow
+def test_fit_predict_round_trip(fitted: Path, tiny_runs: pd.DataFrame):
+    fit = bayescale.load(fitted)
+    assert fit.idata.posterior.sizes["chain"] == 2
+    assert fit.idata.posterior.sizes["draw"] == 100
+    assert sorted(fit.families) == sorted(tiny_runs["family"].unique())
+
+    family = fit.families[0]
+    target = "--params 2e8 --tokens 1e9 4e9".split()
+    proc = run_cli("predict", str(fitted), *target, "--family", family, "--csv")
+    assert proc.returncode == 0, proc.stderr
+    from io import StringIO
+
+    table = pd.read_csv(StringIO(proc.stdout))
+    assert len(table) == 2
+    np.testing.assert_allclose(table["tokens"], [1e9, 4e9])
+    for band in ("mean", "new_seed", "observed"):
+        for level in (50, 90):
+            lo, hi = table[f"{band}_{level}_lower"], table[f"{band}_{level}_upper"]
+            assert (lo < table["median"]).all() and (table["median"] < hi).all()
+    # the CLI agrees with the library on the same saved fit
+    pred = fit.predict(2e8, [1e9, 4e9], family=family)
+    np.testing.assert_allclose(table["median"], pred["median"].values, rtol=1e-10)
+    # loss falls with tokens, and the truth of the simulated family is nearby
+    assert table["median"].iloc[1] < table["median"].iloc[0]
+    sub = tiny_runs[(tiny_runs["family"] == family) & (tiny_runs["params"] == 2e8)]
+    assert abs(table["median"].iloc[1] / sub["loss"].iloc[-1] - 1) < 0.1
+
+    proc = run_cli("predict", str(fitted), "--params", "2e8", "--tokens", "4e9")
+    assert proc.returncode == 0, proc.stderr
+    assert "median" in proc.stdout and "observed_90_upper" in proc.stdout
+
+    run = str(fit.data["run"].iloc[0])
+    proc = run_cli("predict", str(fitted), "--params", "2e8", "--tokens", "4e9", "--run", run)
+    assert proc.returncode == 0, proc.stderr
+    assert "new_seed" not in proc.stdout  # a seen run keeps its own seed offset
+
+    proc = run_cli("predict", str(fitted), "--params", "2e8", "--tokens", "4e9", "--run", "nope")
+    assert_one_line_error(proc, "unknown run 'nope'")
+
+
+@pytest.mark.slow
+def test_compare_and_report_subcommands(fitted: Path, tmp_path: Path):
+    fit = bayescale.load(fitted)
+    a, b = fit.families
+    proc = run_cli("compare", str(fitted), a, b, "--params", "2e8", "--tokens", "4e9")
+    assert proc.returncode == 0, proc.stderr
+    assert f"P({a} better) = " in proc.stdout
+    assert "crossover_compute" in proc.stdout
+
+    proc = run_cli("compare", str(fitted), a, b, "--compute", "1e19", "--csv")
+    assert proc.returncode == 0, proc.stderr
+    from io import StringIO
+
+    from bayescale.compare import compare
+
+    table = pd.read_csv(StringIO(proc.stdout))
+    lib = compare(fit, a, b, compute=1e19).summary()
+    got = table.set_index("quantity")["probability"]["P(a better)"]
+    assert got == pytest.approx(lib.set_index("quantity")["probability"]["P(a better)"])
+
+    proc = run_cli("compare", str(fitted), a, "no-such", "--params", "2e8", "--tokens", "4e9")
+    assert_one_line_error(proc, "no-such")
+
+    out = tmp_path / "report" / "index.html"
+    proc = run_cli("report", str(fitted), "--html", str(out), "--title", "tiny fit")
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text(encoding="utf-8")
+    assert "tiny fit" in text and "<img" in text
+
+    proc = run_cli("report", str(tmp_path / "missing.nc"), "--html", str(out))
+    assert_one_line_error(proc)
