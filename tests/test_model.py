@@ -222,3 +222,37 @@ def test_invalid_options_are_rejected(tiny_runs):
         bayescale.fit(tiny_runs, hierarchy=("arch", "family"))
     with pytest.raises(ValueError, match="unknown prior"):
         bayescale.fit(tiny_runs, priors={"gamma": {"sigma": 1.0}})
+
+
+def test_run_order_follows_observations_not_names():
+    """Run labels that sort differently from their families keep their own effects."""
+    from bayescale.data.validate import validate
+    from bayescale.models.design import build_design
+
+    runs = pd.DataFrame({
+        "family": ["b", "b", "a", "a", "a"],
+        "run": ["a-run", "a-run", "z-run", "z-run", "y-run"],
+        "params": [1e8, 1e8, 2e8, 2e8, 3e8],
+        "tokens": [1e9, 2e9, 1e9, 2e9, 1e9],
+        "loss": [3.0, 2.9, 2.8, 2.7, 2.6],
+    })
+    design = build_design(validate(runs))
+    labels = design.runs[design.obs_run]
+    data = validate(runs)
+    np.testing.assert_array_equal(labels, data["run"].to_numpy())
+    np.testing.assert_array_equal(design.run_counts, data.groupby("run", sort=False).size())
+    starts = np.flatnonzero(np.r_[True, design.obs_run[1:] != design.obs_run[:-1]])
+    np.testing.assert_array_equal(design.runs, data["run"].to_numpy()[starts])
+
+
+def test_save_load_with_nullable_columns(hier_fit, tmp_path):
+    fit = bayescale.ScalingLawFit(
+        idata=hier_fit.idata.copy(),
+        data=hier_fit.data.assign(step=pd.array([1] * (len(hier_fit.data) - 1) + [None],
+                                                dtype="Int64")),
+        options=hier_fit.options,
+        meta=hier_fit.meta,
+    )
+    loaded = bayescale.load(fit.save(tmp_path / "nullable.nc"))
+    assert np.isnan(loaded.data["step"].iloc[-1])
+    assert (loaded.data["step"].iloc[:-1] == 1).all()

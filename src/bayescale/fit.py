@@ -484,6 +484,7 @@ class ScalingLawFit:
         """Write the fit (posterior, data, options) to one NetCDF file."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._add_data_groups()  # write the data the fit holds now
         self.idata.to_netcdf(str(path))
         return path
 
@@ -517,8 +518,14 @@ def load(path: str | Path) -> ScalingLawFit:
 def _frame_to_dataset(df: pd.DataFrame) -> xr.Dataset:
     frame = df.reset_index(drop=True).copy()
     for col in frame.columns:
-        if not (pd.api.types.is_numeric_dtype(frame[col]) or pd.api.types.is_bool_dtype(frame[col])):
-            frame[col] = frame[col].astype(str).to_numpy(dtype=object)
+        series = frame[col]
+        if isinstance(series.dtype, pd.api.extensions.ExtensionDtype) and (
+            pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
+        ):
+            # nullable Int64/Float64/boolean: NetCDF has no NA; missing values become NaN
+            frame[col] = series.to_numpy(dtype="float64", na_value=np.nan)
+        elif not (pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)):
+            frame[col] = series.astype(str).to_numpy(dtype=object)
     frame.index.name = "obs"
     ds = xr.Dataset.from_dataframe(frame)
     ds.attrs["columns"] = json.dumps(list(frame.columns))

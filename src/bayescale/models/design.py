@@ -108,8 +108,11 @@ def build_design(
     runs = runs.sort_values(["family", "run", "tokens"], kind="mergesort").reset_index(drop=True)
     families, run_family_codes = np.unique(runs["family"].to_numpy(dtype=str), return_inverse=True)
     run_labels = runs["run"].to_numpy(dtype=str)
-    # runs ordered as they appear (family, run sorted)
-    run_names, first_idx, obs_run = np.unique(run_labels, return_index=True, return_inverse=True)
+    # runs numbered in order of appearance (family, run, tokens), so each run's checkpoints
+    # form the contiguous block that segment sums over observations rely on
+    obs_run, run_names = pd.factorize(run_labels)
+    run_names = np.asarray(run_names)
+    first_idx = np.flatnonzero(np.r_[True, obs_run[1:] != obs_run[:-1]])
     run_family = run_family_codes[first_idx]
     run_params = runs["params"].to_numpy(dtype=float)[first_idx]
 
