@@ -19,9 +19,15 @@ def _read_table(path: str) -> pd.DataFrame:
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"no such file: {path}")
-    if p.suffix == ".parquet":
-        return pd.read_parquet(p)
-    return pd.read_csv(p)
+    table = pd.read_parquet(p) if p.suffix in (".parquet", ".pq") else pd.read_csv(p)
+    # pandas' nullable integers (e.g. from Parquet) cannot be written to NetCDF by fit.save
+    nullable = [
+        c
+        for c in table.columns
+        if isinstance(table[c].dtype, pd.api.extensions.ExtensionDtype)
+        and pd.api.types.is_integer_dtype(table[c].dtype)
+    ]
+    return table.astype(dict.fromkeys(nullable, "float64"))
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
@@ -56,10 +62,6 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         runs = runs.drop(columns=["family"], errors="ignore").rename(
             columns={args.family_col: "family"}
         )
-    # pandas' nullable integers (e.g. from Parquet) cannot be written to NetCDF by fit.save
-    runs = runs.astype(
-        {c: "float64" for c in runs.columns if isinstance(runs[c].dtype, pd.Int64Dtype)}
-    )
     if args.max_points:
         runs = bayescale.thin_log_spaced(bayescale.validate(runs), max_points=args.max_points)
     fit = bayescale.fit(
