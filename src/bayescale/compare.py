@@ -577,26 +577,21 @@ def _resolve_kind(fit: ScalingLawFit, name: str, kind: Kind) -> str:
     raise ValueError(f"kind must be 'auto', 'family' or 'arch'; got {kind!r}")
 
 
-def _stacked(fit: ScalingLawFit, name: str) -> np.ndarray:
-    da = fit.idata.posterior[name]
-    return da.values.reshape((-1, *da.shape[2:]))
-
-
 def _curve_theta(
     fit: ScalingLawFit, name: str, kind: str, rng: np.random.Generator, arch_curve: str
 ) -> np.ndarray:
     """Theta draws (S, 5) of the curve compared: the family's, or an arch's new family/centre."""
     if kind == "family":
-        return _stacked(fit, "theta")[:, fit.families.index(name), :]
+        return fit.posterior_draws("theta")[:, fit.families.index(name), :]
     if arch_curve == "centre":
-        return _stacked(fit, "theta_arch")[:, _archs(fit).index(name), :]
+        return fit.posterior_draws("theta_arch")[:, _archs(fit).index(name), :]
     return fit._theta_draws(None, name, rng)
 
 
 def _centre_theta(fit: ScalingLawFit, name: str, kind: str, curve_theta: np.ndarray):
     """Theta draws used for the parameter contrasts (an arch's level centre)."""
     if kind == "arch" and "theta_arch" in fit.idata.posterior:
-        return _stacked(fit, "theta_arch")[:, _archs(fit).index(name), :]
+        return fit.posterior_draws("theta_arch")[:, _archs(fit).index(name), :]
     return curve_theta
 
 
@@ -609,9 +604,9 @@ def _contrasts(theta_a: np.ndarray, theta_b: np.ndarray) -> dict[str, np.ndarray
 
 
 def _tau_run(fit: ScalingLawFit, log_n_rel: np.ndarray) -> np.ndarray:
-    sigma_seed = _stacked(fit, "sigma_seed")
+    sigma_seed = fit.posterior_draws("sigma_seed")
     if "seed_size_slope" in fit.idata.posterior:
-        return sigma_seed * np.exp(_stacked(fit, "seed_size_slope") * log_n_rel)
+        return sigma_seed * np.exp(fit.posterior_draws("seed_size_slope") * log_n_rel)
     return sigma_seed
 
 

@@ -229,30 +229,30 @@ class ScalingLawFit:
     def _rng(self, salt: int) -> np.random.Generator:
         return np.random.default_rng([self.random_seed, salt])
 
-    def _stacked(self, name: str) -> np.ndarray:
+    def posterior_draws(self, name: str) -> np.ndarray:
         """Posterior draws of ``name`` with chain and draw flattened into the first axis."""
         da = self.idata.posterior[name]
         return da.values.reshape((-1, *da.shape[2:]))
 
     def _tau_run(self, log_n: np.ndarray) -> np.ndarray:
-        sigma_seed = self._stacked("sigma_seed")[:, None]
+        sigma_seed = self.posterior_draws("sigma_seed")[:, None]
         if "seed_size_slope" in self.idata.posterior:
-            return sigma_seed * np.exp(self._stacked("seed_size_slope")[:, None] * log_n)
+            return sigma_seed * np.exp(self.posterior_draws("seed_size_slope")[:, None] * log_n)
         return sigma_seed * np.ones_like(log_n)
 
     def _phi(self, design: Design) -> np.ndarray | None:
         if self.options.autocorrelation == "none":
             return None
-        rho = self._stacked("ar_rho")[:, None]
+        rho = self.posterior_draws("ar_rho")[:, None]
         return ar_phi(rho, design.obs_gap, design.obs_prev, self.options.autocorrelation)
 
     def _add_run_effects_and_loglik(self) -> None:
         design = self.design
         post = self.idata.posterior
         n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
-        theta = self._stacked("theta")
+        theta = self.posterior_draws("theta")
         tau_run = self._tau_run(design.run_log_n)
-        sigma = self._stacked("sigma_obs")[:, None]
+        sigma = self.posterior_draws("sigma_obs")[:, None]
         starts = np.flatnonzero(np.r_[True, design.obs_run[1:] != design.obs_run[:-1]])
         seg = numpy_segment_sum(starts)
         counts = design.run_counts.astype(float)
@@ -274,8 +274,8 @@ class ScalingLawFit:
                 )
                 effects[sl] = mean + sd * rng.standard_normal(mean.shape)
             else:
-                u = self._stacked("run_effect")[sl]
-                nu = self._stacked("nu")[sl, None]
+                u = self.posterior_draws("run_effect")[sl]
+                nu = self.posterior_draws("nu")[sl, None]
                 pointwise = student_t.logpdf(
                     resid - u[:, design.obs_run], df=nu, scale=sigma[sl]
                 )
@@ -370,7 +370,7 @@ class ScalingLawFit:
         if family is not None and family in self.families:
             if arch is not None:
                 raise ValueError("give either a known family or an arch, not both")
-            return self._stacked("theta")[:, self.families.index(family), :]
+            return self.posterior_draws("theta")[:, self.families.index(family), :]
         # a family never seen: draw one from the population (or from its arch level)
         if arch is not None:
             if not self.options.use_arch:
@@ -378,14 +378,14 @@ class ScalingLawFit:
             archs = [str(a) for a in self.idata.posterior["arch"].values]
             if arch not in archs:
                 raise KeyError(f"unknown arch {arch!r}; archs in this fit: {archs}")
-            centre = self._stacked("theta_arch")[:, archs.index(arch), :]
+            centre = self.posterior_draws("theta_arch")[:, archs.index(arch), :]
         else:
-            centre = self._stacked("mu_theta")
+            centre = self.posterior_draws("mu_theta")
         z = rng.standard_normal(centre.shape)
         if "family_chol" in self.idata.posterior:
-            chol = self._stacked("family_chol")
+            chol = self.posterior_draws("family_chol")
             return centre + np.einsum("sij,sj->si", chol, z)
-        return centre + self._stacked("tau_theta") * z
+        return centre + self.posterior_draws("tau_theta") * z
 
     def predict(
         self,
@@ -461,7 +461,7 @@ class ScalingLawFit:
         log_mu = reference_log_loss(theta, log_n, log_d)
         out = {}
         if run is not None:
-            offset = self._stacked("run_effect")[:, runs.index(run)][:, None]
+            offset = self.posterior_draws("run_effect")[:, runs.index(run)][:, None]
             out["mean"] = np.exp(log_mu + offset)
             base = log_mu + offset
         else:
@@ -469,9 +469,9 @@ class ScalingLawFit:
             seed_offset = rng.standard_normal((theta.shape[0], 1)) * self._tau_run(log_n)
             out["new_seed"] = np.exp(log_mu + seed_offset)
             base = log_mu + seed_offset
-        sigma = self._stacked("sigma_obs")[:, None]
+        sigma = self.posterior_draws("sigma_obs")[:, None]
         if self.options.likelihood == "student_t":
-            nu = self._stacked("nu")[:, None]
+            nu = self.posterior_draws("nu")[:, None]
             noise = rng.standard_t(nu, size=base.shape) * sigma
         else:
             noise = rng.standard_normal(base.shape) * sigma

@@ -17,6 +17,7 @@ import pandas as pd
 import xarray as xr
 
 from bayescale.intervals import DEFAULT_LEVELS
+from bayescale.laws.chinchilla import from_reference_scale
 from bayescale.models.hierarchical import LAW_PARAMS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,18 +54,6 @@ _THETA = ("log_E", "a", "log_alpha", "b", "log_beta")
 _NOISE = ("sigma_seed", "sigma_obs", "seed_size_slope", "ar_rho", "nu")
 
 
-def _law_from_theta(theta: np.ndarray, n0: float, d0: float) -> dict[str, np.ndarray]:
-    """Usual-convention ``E, A, alpha, B, beta`` from reference-scale ``theta[..., 5]``."""
-    alpha, beta = np.exp(theta[..., 2]), np.exp(theta[..., 4])
-    return {
-        "E": np.exp(theta[..., 0]),
-        "A": np.exp(theta[..., 1] + alpha * np.log(n0)),
-        "alpha": alpha,
-        "B": np.exp(theta[..., 3] + beta * np.log(d0)),
-        "beta": beta,
-    }
-
-
 def _parameter_draws(fit: ScalingLawFit) -> list[tuple[str, str, str, np.ndarray]]:
     """(parameter, scope, group, draws (chain, draw)) for every reported quantity."""
     post = fit.idata.posterior
@@ -77,7 +66,10 @@ def _parameter_draws(fit: ScalingLawFit) -> list[tuple[str, str, str, np.ndarray
     if "theta_arch" in post and fit.options.use_arch:
         archs = [str(a) for a in post["arch"].values]
         theta_arch = post["theta_arch"].transpose("chain", "draw", "arch", ...).values
-        law = _law_from_theta(theta_arch, fit.n0, fit.d0)
+        law = from_reference_scale(
+            theta_arch[..., 0], theta_arch[..., 1], np.exp(theta_arch[..., 2]),
+            theta_arch[..., 3], np.exp(theta_arch[..., 4]), fit.n0, fit.d0,
+        )
         for p in LAW_PARAMS:
             for i, arch in enumerate(archs):
                 out.append((p, "arch", arch, law[p][..., i]))
