@@ -95,22 +95,6 @@ def test_validate_parquet(tmp_path: Path, tiny_runs: pd.DataFrame):
     assert f"{len(runs)} checkpoints" in proc.stdout
 
 
-def test_parquet_nullable_integers_are_read_as_float(tmp_path, tiny_runs):
-    """``fit.save`` cannot write pandas' nullable Int64 to NetCDF: the CLI reads them as float."""
-    pytest.importorskip("pyarrow")
-    from bayescale.cli import _read_table
-
-    path = tmp_path / "runs.parquet"
-    runs = tiny_runs.copy()
-    runs["run_tokens"] = runs["run_tokens"].astype("Int64")
-    runs.to_parquet(path, index=False)
-    assert isinstance(pd.read_parquet(path)["run_tokens"].dtype, pd.Int64Dtype)
-    table = _read_table(str(path))
-    assert table["run_tokens"].dtype == np.float64
-    assert table["seed"].dtype == np.int64  # plain integers stay as they are
-    pd.testing.assert_frame_equal(table, runs.astype({"run_tokens": "float64"}))
-
-
 def _bad(tiny_runs: pd.DataFrame, problem: str) -> pd.DataFrame:
     df = tiny_runs.copy()
     if problem == "missing column":

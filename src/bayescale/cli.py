@@ -19,15 +19,9 @@ def _read_table(path: str) -> pd.DataFrame:
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"no such file: {path}")
-    table = pd.read_parquet(p) if p.suffix in (".parquet", ".pq") else pd.read_csv(p)
-    # pandas' nullable integers (e.g. from Parquet) cannot be written to NetCDF by fit.save
-    nullable = [
-        c
-        for c in table.columns
-        if isinstance(table[c].dtype, pd.api.extensions.ExtensionDtype)
-        and pd.api.types.is_integer_dtype(table[c].dtype)
-    ]
-    return table.astype(dict.fromkeys(nullable, "float64"))
+    if p.suffix in (".parquet", ".pq"):
+        return pd.read_parquet(p)
+    return pd.read_csv(p)
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
