@@ -16,15 +16,19 @@ The pieces here are shared by ``benchmarks/sbc.py``, ``benchmarks/robustness.py`
 * :func:`rank_uniformity`: chi-square test of uniform ranks, plus tail share and mean;
 * :func:`plot_rank_histograms`: the rank histograms with the 99% band of a uniform histogram;
 * :func:`run_sbc_replication`: one full replication (picklable, for process pools);
-* :func:`split_held_out`, :func:`predictive_coverage`: share of held-out checkpoints inside the
-  posterior predictive bands.
+* :func:`split_held_out`, :func:`predictive_coverage`, :func:`run_coverage_replication`,
+  :func:`summarise_coverage`: share of held-out checkpoints inside the predictive bands;
+* :func:`run_parallel`: replications in worker processes, each seeded by its index.
 """
 
 from __future__ import annotations
 
+import json
+import multiprocessing as mp
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -515,3 +519,190 @@ def predictive_coverage(
     last = result.groupby("run")["tokens"].transform("max")
     result["final"] = result["tokens"] == last
     return result
+
+
+def inject_spike(
+    runs: pd.DataFrame, rng: np.random.Generator, size: float = 0.1, min_fraction: float = 0.0
+) -> tuple[pd.DataFrame, int]:
+    """Add one loss spike: multiply one random checkpoint's loss by ``exp(size)``.
+
+    Parameters
+    ----------
+    runs
+        Run table (needs ``run_tokens`` when ``min_fraction > 0``).
+    rng
+        Random generator choosing the checkpoint.
+    size
+        Spike height on log-loss.
+    min_fraction
+        Only checkpoints at or after this fraction of their run are eligible (keeps the spike
+        out of a warm-up).
+
+    Returns
+    -------
+    runs, row
+        A copy with the spike, and the (positional) row that got it.
+    """
+    out = runs.reset_index(drop=True).copy()
+    eligible = np.flatnonzero(out["tokens"].to_numpy() >= min_fraction * _run_tokens(out))
+    row = int(rng.choice(eligible))
+    out.loc[row, "loss"] = out.loc[row, "loss"] * np.exp(size)
+    return out, row
+
+
+def _run_tokens(runs: pd.DataFrame) -> np.ndarray:
+    if "run_tokens" in runs:
+        return runs["run_tokens"].to_numpy(dtype=float)
+    return runs.groupby("run")["tokens"].transform("max").to_numpy(dtype=float)
+
+
+def run_coverage_replication(
+    index: int,
+    *,
+    base_seed: int = 7,
+    simulate_kwargs: Mapping[str, Any] | None = None,
+    held_out_params: float = 2e9,
+    fit_kwargs: Mapping[str, Any] | None = None,
+    spike_size: float | None = None,
+    eval_from_fraction: float = 0.0,
+    levels: Sequence[float] = (0.5, 0.9),
+) -> dict[str, Any]:
+    """Simulate, hold out the largest size, fit the rest and score the predictive bands.
+
+    Parameters
+    ----------
+    index
+        Replication number; the data use seed ``(base_seed, index)``, the fit
+        ``base_seed * 100_000 + index``.
+    base_seed
+        Seed shared by the replications of a study.
+    simulate_kwargs
+        Arguments of :func:`bayescale.simulate` (``random_seed`` is set here); its ``sizes``
+        must include ``held_out_params``.
+    held_out_params
+        Runs with at least this many parameters are held out as targets.
+    fit_kwargs
+        Arguments of :func:`bayescale.fit` (likelihood options, draws, ...).
+    spike_size
+        When given, one loss spike of this height on log-loss is added to the fitted runs.
+    eval_from_fraction
+        Score only target checkpoints at or after this fraction of their run (e.g. the end of
+        a simulated warm-up the law does not describe).
+    levels
+        Central probabilities of the ``observed`` bands scored.
+
+    Returns
+    -------
+    dict
+        ``index``, ``inside`` and ``inside_final`` (level -> share of target checkpoints / of
+        final checkpoints inside the band), ``n_targets``, ``divergences``, ``max_rhat``,
+        ``seconds``.
+    """
+    from bayescale.fit import fit
+
+    t0 = time.perf_counter()
+    rng = np.random.default_rng((base_seed, index))
+    sim = simulate(**{**(simulate_kwargs or {}), "random_seed": rng})
+    train, targets = split_held_out(sim.runs, held_out_params)
+    if targets.empty:
+        raise ValueError(f"no run with params >= {held_out_params:g} to hold out")
+    if spike_size is not None:
+        train, _ = inject_spike(train, rng, spike_size, min_fraction=eval_from_fraction)
+    targets = targets.loc[targets["tokens"].to_numpy() >= eval_from_fraction * _run_tokens(targets)]
+    kwargs = {"draws": 500, "tune": 500, "chains": 2, "progressbar": False,
+              **(fit_kwargs or {})}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = fit(train, random_seed=base_seed * 100_000 + index, **kwargs)
+    scored = predictive_coverage(result, targets, levels=levels)
+    diag = result.diagnostics
+    return {
+        "index": index,
+        "inside": {f"{q:g}": float(scored[f"inside_{q:g}"].mean()) for q in levels},
+        "inside_final": {
+            f"{q:g}": float(scored.loc[scored["final"], f"inside_{q:g}"].mean()) for q in levels
+        },
+        "n_targets": len(scored),
+        "divergences": diag.divergences,
+        "max_rhat": diag.max_rhat,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+# --------------------------------------------------------------------------- drivers
+def run_parallel(
+    job: Callable[[int], dict[str, Any]],
+    indices: Sequence[int],
+    workers: int,
+    out: str | Path | None = None,
+    label: str = "",
+) -> dict[int, dict[str, Any]]:
+    """Run ``job(index)`` for each index in spawned worker processes.
+
+    Each replication seeds itself from its index, so results do not depend on ``workers`` or
+    on completion order. Records are appended to ``out`` (JSON lines, with ``label``) as they
+    finish and a progress line is printed.
+
+    Parameters
+    ----------
+    job
+        Picklable callable returning a JSON-serialisable dict with ``index`` and ``seconds``.
+    indices
+        Replication numbers.
+    workers
+        Worker processes (1 runs them in spawned processes too, one at a time).
+    out
+        JSON-lines file to append to, or ``None``.
+    label
+        Stored with each record and shown in the progress lines.
+
+    Returns
+    -------
+    dict
+        Index -> record.
+    """
+    done: dict[int, dict[str, Any]] = {}
+    t0 = time.perf_counter()
+    ctx = mp.get_context("spawn")  # numba/nutpie threads do not survive fork safely
+    fh = Path(out).open("a") if out is not None else None
+    try:
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            futures = [pool.submit(job, i) for i in indices]
+            for k, fut in enumerate(as_completed(futures), 1):
+                rec = fut.result()
+                done[rec["index"]] = rec
+                if fh is not None:
+                    fh.write(json.dumps({"label": label, **rec}) + "\n")
+                    fh.flush()
+                print(f"  [{label} {k}/{len(indices)}] rep {rec['index']}: "
+                      f"{rec['seconds']:.0f}s, elapsed {time.perf_counter() - t0:.0f}s",
+                      flush=True)
+    finally:
+        if fh is not None:
+            fh.close()
+    return done
+
+
+def summarise_coverage(
+    records: Sequence[Mapping[str, Any]], levels: Sequence[float] = (0.5, 0.9)
+) -> dict[str, float]:
+    """Pool the records of :func:`run_coverage_replication`.
+
+    Returns
+    -------
+    dict
+        ``pooled_<level>`` (share of all target checkpoints inside), ``se_<level>`` (standard
+        error over data sets), ``final_<level>`` (share of final checkpoints inside),
+        ``divergent_share`` (fits with any divergence) and ``seconds`` (median per fit).
+    """
+    out: dict[str, float] = {}
+    n_t = np.array([r["n_targets"] for r in records], dtype=float)
+    for q in levels:
+        key = f"{q:g}"
+        per = np.array([r["inside"][key] for r in records])
+        out[f"pooled_{key}"] = float(np.sum(per * n_t) / n_t.sum())
+        out[f"se_{key}"] = float(per.std(ddof=1) / np.sqrt(per.size)) if per.size > 1 else np.nan
+        out[f"final_{key}"] = float(np.mean([r["inside_final"][key] for r in records]))
+    out["divergent_share"] = float(np.mean([r["divergences"] > 0 for r in records]))
+    out["seconds"] = float(np.median([r["seconds"] for r in records]))
+    return out
