@@ -677,13 +677,16 @@ def compare_models(
     for name, f in fits.items():
         if "log_likelihood" not in f.idata.groups() or "log_loss" not in f.idata.log_likelihood:
             raise ValueError(f"fit {name!r} has no per-run log-likelihood 'log_loss'")
-        these = sorted(str(r) for r in f.idata.log_likelihood["run"].values)
+        ll = f.idata.log_likelihood["log_loss"]
+        unit = next(d for d in ll.dims if d not in ("chain", "draw"))  # run, or config
+        these = (unit, sorted(str(r) for r in ll[unit].values))
         if runs is None:
             runs = these
         elif these != runs:
             raise ValueError(
-                "compare_models needs fits to the same runs; "
-                f"fit {name!r} has a different set of runs"
+                "compare_models needs fits scored on the same units: the same runs (or, for "
+                "fits with config_effects, the same configs, leave-one-config-out); "
+                f"fit {name!r} differs"
             )
     idatas = {name: f.idata for name, f in fits.items()}
     return az.compare(idatas, ic=ic, method=method, scale=scale, var_name="log_loss")

@@ -27,6 +27,8 @@ from bayescale.models.hierarchical import (
 )
 from bayescale.models.likelihood import (
     ar_phi,
+    config_effect_conditional,
+    config_marginal_loglik,
     numpy_segment_sum,
     run_effect_conditional,
     run_marginal_loglik,
@@ -51,6 +53,7 @@ def fit(
     seed_by_size: bool = False,
     correlated_families: bool = False,
     family_parameterization: str = "local",
+    config_effects: bool = False,
     priors: Mapping[str, Mapping[str, float]] | None = None,
     sampler: Sampler = "nutpie",
     draws: int = 1000,
@@ -72,7 +75,8 @@ def fit(
         ``"chinchilla"``: ``L = E + A/N^alpha + B/D^beta``.
     hierarchy
         ``("family",)`` or ``("arch", "family")``.
-    likelihood, autocorrelation, seed_by_size, correlated_families, family_parameterization
+    likelihood, autocorrelation, seed_by_size, correlated_families, family_parameterization, \
+config_effects
         Modelling options, see :class:`bayescale.models.ModelOptions`. ``autocorrelation``
         defaults to ``"log_tokens"`` with the normal likelihood and ``"none"`` with Student-t.
     priors
@@ -110,9 +114,12 @@ def fit(
         seed_by_size=seed_by_size,
         correlated_families=correlated_families,
         family_parameterization=family_parameterization,  # type: ignore[arg-type]
+        config_effects=config_effects,
     )
     data = validate(runs)
     design = build_design(data, use_arch=options.use_arch, n0=n0, d0=d0)
+    if options.config_effects:
+        design.check_configs()
     resolved = resolve_priors(design.n0, design.d0, priors)
     model = build_model(design, resolved, options)
     start = initial_point(design, resolved, options)
@@ -127,7 +134,7 @@ def fit(
         random_seed=random_seed,
         target_accept=target_accept,
         progressbar=progressbar,
-        jitter=("tau_theta", "sigma_seed", "sigma_obs"),
+        jitter=("tau_theta", "sigma_seed", "sigma_obs", "sigma_config"),
     )
     elapsed = time.perf_counter() - t0
     meta = {
@@ -222,7 +229,7 @@ class ScalingLawFit:
         return diagnose(self.idata, self._checked_vars())
 
     def _checked_vars(self) -> list[str]:
-        names = ["mu_theta", "tau_theta", "theta", "sigma_seed", "sigma_obs"]
+        names = ["mu_theta", "tau_theta", "theta", "sigma_seed", "sigma_obs", "sigma_config"]
         names += ["ar_rho", "nu", "seed_size_slope", "tau_arch", "theta_arch"]
         return [n for n in names if n in self.idata.posterior]
 
@@ -256,8 +263,16 @@ class ScalingLawFit:
         starts = np.flatnonzero(np.r_[True, design.obs_run[1:] != design.obs_run[:-1]])
         seg = numpy_segment_sum(starts)
         counts = design.run_counts.astype(float)
-        loglik = np.empty((theta.shape[0], len(design.runs)))
-        effects = np.empty_like(loglik)
+        nested = self.options.config_effects
+        n_units = len(design.configs) if nested else len(design.runs)
+        loglik = np.empty((theta.shape[0], n_units))
+        effects = np.empty((theta.shape[0], len(design.runs)))
+        config_effects = np.empty((theta.shape[0], len(design.configs)))
+        one_hot = np.eye(len(design.configs))[design.run_config]  # runs x configs
+
+        def config_sum(x):
+            return np.asarray(x, dtype=float) @ one_hot
+
         rng = self._rng(1)
         chunk = max(1, 2_000_000 // max(design.n_obs, 1))
         phi_all = self._phi(design)
@@ -265,7 +280,24 @@ class ScalingLawFit:
             sl = slice(lo, lo + chunk)
             resid = design.log_loss - log_mean_curve(theta[sl], design, math=np)
             phi = None if phi_all is None else phi_all[sl]
-            if self.options.likelihood == "normal":
+            if nested:
+                tau_c = self.posterior_draws("sigma_config")[sl, None]
+                args = (counts, seg, config_sum)
+                loglik[sl] = config_marginal_loglik(
+                    resid, sigma[sl], tau_run[sl], tau_c, *args, phi=phi, prev=design.obs_prev
+                )
+                v_mean, v_sd = config_effect_conditional(
+                    resid, sigma[sl], tau_run[sl], tau_c, *args, phi=phi, prev=design.obs_prev
+                )
+                v = v_mean + v_sd * rng.standard_normal(v_mean.shape)
+                v_run = v[:, design.run_config]
+                mean, sd = run_effect_conditional(
+                    resid - v_run[:, design.obs_run], sigma[sl], tau_run[sl], counts, seg,
+                    phi=phi, prev=design.obs_prev,
+                )
+                effects[sl] = v_run + mean + sd * rng.standard_normal(mean.shape)
+                config_effects[sl] = v
+            elif self.options.likelihood == "normal":
                 loglik[sl] = run_marginal_loglik(
                     resid, sigma[sl], tau_run[sl], counts, seg, phi=phi, prev=design.obs_prev
                 )
@@ -286,12 +318,26 @@ class ScalingLawFit:
             ).assign_coords(run=design.runs)
             self.idata.posterior["run_effect"].attrs["note"] = (
                 "drawn after sampling from its conditional Normal given the other parameters"
+                + ("; the run's whole offset: its config's plus its seed's" if nested else "")
             )
+            if nested:
+                self.idata.posterior = self.idata.posterior.assign(
+                    config_effect=(
+                        ("chain", "draw", "config"), config_effects.reshape(n_chain, n_draw, -1)
+                    )
+                ).assign_coords(config=design.configs)
+        unit = "config" if nested else "run"
         ll = xr.Dataset(
-            {"log_loss": (("chain", "draw", "run"), loglik.reshape(n_chain, n_draw, -1))},
-            coords={"chain": post["chain"], "draw": post["draw"], "run": design.runs},
+            {"log_loss": (("chain", "draw", unit), loglik.reshape(n_chain, n_draw, -1))},
+            coords={
+                "chain": post["chain"],
+                "draw": post["draw"],
+                unit: design.configs if nested else design.runs,
+            },
         )
-        ll["log_loss"].attrs["note"] = "log-likelihood of each run's checkpoints (leave-one-run-out)"
+        ll["log_loss"].attrs["note"] = (
+            f"log-likelihood of each {unit}'s checkpoints (leave-one-{unit}-out)"
+        )
         if "log_likelihood" in self.idata.groups():
             del self.idata.log_likelihood
         self.idata.add_groups(log_likelihood=ll)
@@ -338,7 +384,8 @@ class ScalingLawFit:
             with mean, sd, 5/50/95% quantiles, HDI bounds, r_hat, ess_bulk and ess_tail.
         """
         names = [*LAW_PARAMS, *(f"{p}_pop" for p in LAW_PARAMS), "sigma_seed", "sigma_obs"]
-        names += [n for n in ("seed_size_slope", "ar_rho", "nu") if n in self.idata.posterior]
+        optional = ("sigma_config", "seed_size_slope", "ar_rho", "nu")
+        names += [n for n in optional if n in self.idata.posterior]
         stat_funcs = {
             "q5": lambda x: np.quantile(x, 0.05),
             "q50": lambda x: np.quantile(x, 0.5),
@@ -395,6 +442,7 @@ class ScalingLawFit:
         *,
         arch: str | None = None,
         run: str | None = None,
+        config: str | None = None,
         levels: Sequence[float] = DEFAULT_LEVELS,
         random_seed: int | None = None,
     ) -> xr.Dataset:
@@ -411,6 +459,9 @@ class ScalingLawFit:
             For a new family of a known architecture (needs an arch level).
         run
             A run of the fit: predict *that* run (its own seed offset) instead of a new seed.
+        config
+            A config of a fit with ``config_effects``: predict a new seed of that
+            configuration (its config offset, a new seed offset).
         levels
             Central interval probabilities of the bands.
         random_seed
@@ -421,15 +472,20 @@ class ScalingLawFit:
         xarray.Dataset
             Over dim ``point`` (coords ``params``, ``tokens``): ``median`` of the mean curve
             and bands (point, level, bound): ``mean`` (parameter uncertainty only),
-            ``new_seed`` (+ seed-to-seed variability; omitted with ``run``) and ``observed``
-            (+ checkpoint noise).
+            ``new_seed`` (+ seed-to-seed variability, and with ``config_effects`` the spread of
+            a new configuration unless ``config`` is given; omitted with ``run``) and
+            ``observed`` (+ checkpoint noise).
         """
         draws = self.predictive_draws(
-            params, tokens, family, arch=arch, run=run, random_seed=random_seed
+            params, tokens, family, arch=arch, run=run, config=config, random_seed=random_seed
         )
         n, d = broadcast_points(params, tokens)
         bands = {k: draws[k].values for k in draws.data_vars}
-        attrs = {"family": family if family is not None else "(new family)", "run": run or ""}
+        attrs = {
+            "family": family if family is not None else "(new family)",
+            "run": run or "",
+            "config": config or "",
+        }
         return prediction_dataset(
             n, d, np.median(bands["mean"], axis=0), bands, levels=levels, attrs=attrs
         )
@@ -442,6 +498,7 @@ class ScalingLawFit:
         *,
         arch: str | None = None,
         run: str | None = None,
+        config: str | None = None,
         random_seed: int | None = None,
     ) -> xr.Dataset:
         """Draws of the loss at ``(params, tokens)`` for each band (dims ``sample``, ``point``).
@@ -456,6 +513,10 @@ class ScalingLawFit:
             if run not in runs:
                 raise KeyError(f"unknown run {run!r}")
             family = str(self.data.loc[self.data["run"] == run, "family"].iloc[0])
+        config_offset = self._config_offset(config, run)
+        if config is not None:
+            first_run = np.flatnonzero(self.design.run_config == config_offset[1])[0]
+            family = self.families[self.design.run_family[first_run]]
         theta = self._theta_draws(family, arch, rng)
         log_n, log_d = np.log(n / self.n0), np.log(d / self.d0)
         log_mu = reference_log_loss(theta, log_n, log_d)
@@ -465,8 +526,13 @@ class ScalingLawFit:
             out["mean"] = np.exp(log_mu + offset)
             base = log_mu + offset
         else:
+            if config is not None:  # a known configuration's offset
+                log_mu = log_mu + self.posterior_draws("config_effect")[:, [config_offset[1]]]
             out["mean"] = np.exp(log_mu)
             seed_offset = rng.standard_normal((theta.shape[0], 1)) * self._tau_run(log_n)
+            if self.options.config_effects and config is None:  # a new configuration
+                sigma_config = self.posterior_draws("sigma_config")[:, None]
+                seed_offset = seed_offset + rng.standard_normal(seed_offset.shape) * sigma_config
             out["new_seed"] = np.exp(log_mu + seed_offset)
             base = log_mu + seed_offset
         sigma = self.posterior_draws("sigma_obs")[:, None]
@@ -478,6 +544,19 @@ class ScalingLawFit:
         out["observed"] = np.exp(base + noise)
         coords = {"params": ("point", n), "tokens": ("point", d)}
         return xr.Dataset({k: (("sample", "point"), v) for k, v in out.items()}, coords=coords)
+
+    def _config_offset(self, config: str | None, run: str | None) -> tuple[str, int]:
+        """``(config, index)`` of a known config, checked; ``("", -1)`` when none is asked."""
+        if config is None:
+            return "", -1
+        if run is not None:
+            raise ValueError("give either a run or a config, not both")
+        if not self.options.config_effects:
+            raise ValueError("predicting a known config needs a fit with config_effects=True")
+        configs = [str(c) for c in self.design.configs]
+        if config not in configs:
+            raise KeyError(f"unknown config {config!r}; configs in this fit: {configs[:10]}")
+        return config, configs.index(config)
 
     # ----------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:

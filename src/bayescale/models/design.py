@@ -38,6 +38,11 @@ class Design:
         Index of the previous checkpoint of the same run, or -1 for a run's first checkpoint.
     obs_gap
         Distance to the previous checkpoint in log tokens (0 for first checkpoints).
+    configs
+        Configuration labels (the ``config`` column; a run without one is its own config).
+        A label used in two families is prefixed ``family/``.
+    run_config
+        Config index of each run.
     """
 
     families: np.ndarray
@@ -54,6 +59,8 @@ class Design:
     obs_prev: np.ndarray
     obs_gap: np.ndarray
     run_params: np.ndarray = field(repr=False)
+    configs: np.ndarray = field(default_factory=lambda: np.array([], dtype=str))
+    run_config: np.ndarray = field(default_factory=lambda: np.array([], dtype=int))
 
     @property
     def family_log_n_ref(self) -> np.ndarray:
@@ -79,8 +86,22 @@ class Design:
             "family": self.families,
             "run": self.runs,
             "arch": self.archs,
+            "config": self.configs,
             "obs": np.arange(self.n_obs),
         }
+
+    def check_configs(self) -> None:
+        """Raise :class:`DataError` if the runs of one config differ in parameter count."""
+        bad = [
+            str(self.configs[c])
+            for c in range(len(self.configs))
+            if np.unique(self.run_params[self.run_config == c]).size > 1
+        ]
+        if bad:
+            raise DataError(
+                "config effects need the runs of one config to share a model size; configs "
+                f"{bad[:5]} mix sizes (fix the 'config' column or fit without config_effects)"
+            )
 
 
 def build_design(
@@ -129,6 +150,8 @@ def build_design(
         archs = np.array(["all"])
         family_arch = np.zeros(len(families), dtype=int)
 
+    configs, run_config = _run_configs(runs, first_idx, run_names, families[run_family])
+
     tokens = runs["tokens"].to_numpy(dtype=float)
     n0 = float(np.exp(np.mean(np.log(run_params)))) if n0 is None else float(n0)
     d0 = float(np.exp(np.mean(np.log(tokens)))) if d0 is None else float(d0)
@@ -154,4 +177,23 @@ def build_design(
         obs_prev=obs_prev.astype(int),
         obs_gap=obs_gap,
         run_params=run_params,
+        configs=configs,
+        run_config=run_config,
     )
+
+
+def _run_configs(
+    runs: pd.DataFrame, first_idx: np.ndarray, run_names: np.ndarray, run_family: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Config label of each run (its own name when the table has no ``config``)."""
+    labels = np.asarray(run_names, dtype=object).copy()
+    if "config" in runs.columns:
+        given = runs["config"].to_numpy(dtype=object)[first_idx]
+        has = pd.notna(given)
+        labels[has] = [str(v) for v in given[has]]
+    frame = pd.DataFrame({"family": run_family.astype(str), "config": labels.astype(str)})
+    shared = frame.groupby("config")["family"].nunique()
+    clash = frame["config"].map(shared) > 1
+    frame.loc[clash, "config"] = frame["family"] + "/" + frame["config"]
+    codes, uniques = pd.factorize(frame["config"])
+    return np.asarray(uniques, dtype=str), codes.astype(int)

@@ -20,7 +20,7 @@ import pytensor.tensor as pt
 
 from bayescale.laws.chinchilla import chinchilla_log_loss_ref
 from bayescale.models.design import Design
-from bayescale.models.likelihood import ar_phi, run_marginal_loglik
+from bayescale.models.likelihood import ar_phi, config_marginal_loglik, run_marginal_loglik
 from bayescale.models.options import ModelOptions
 from bayescale.models.priors import THETA_NAMES, theta_prior_arrays
 
@@ -125,7 +125,8 @@ def build_model(
             tau_theta = pm.Gamma("tau_theta", alpha=2.0, beta=2.0 / fam_scale, dims="component")
 
         if options.use_arch:
-            tau_arch = pm.HalfNormal("tau_arch", sigma=arch_scale, dims="component")
+            # Gamma(2) for the same reason as tau_theta: few archs cannot tell tau = 0 from small
+            tau_arch = pm.Gamma("tau_arch", alpha=2.0, beta=2.0 / arch_scale, dims="component")
             z_arch = pm.Normal("z_arch", 0.0, 1.0, dims=("arch", "component"))
             theta_arch = pm.Deterministic(
                 "theta_arch", mu_theta + tau_arch * z_arch, dims=("arch", "component")
@@ -234,15 +235,22 @@ def _normal_marginal(design, options, priors, log_mu, sigma_obs, tau_run) -> Non
         rho = pm.Beta("ar_rho", alpha=priors["ar_rho"]["alpha"], beta=priors["ar_rho"]["beta"])
         phi = ar_phi(rho, design.obs_gap, design.obs_prev, options.autocorrelation, math=pt)
     resid = design.log_loss - log_mu
+    counts = design.run_counts.astype(float)
+    if options.config_effects:
+        sigma_config = pm.HalfNormal("sigma_config", sigma=priors["sigma_config"]["sigma"])
+        n_configs = len(design.configs)
+
+        def config_sum(x):
+            return pt.inc_subtensor(pt.zeros(n_configs)[design.run_config], x)
+
+        loglik = config_marginal_loglik(
+            resid, sigma_obs, tau_run, sigma_config, counts, segment_sum, config_sum,
+            phi=phi, prev=design.obs_prev, math=pt,
+        )
+        pm.Potential("config_marginal_loglik", loglik.sum())
+        return
     loglik = run_marginal_loglik(
-        resid,
-        sigma_obs,
-        tau_run,
-        design.run_counts.astype(float),
-        segment_sum,
-        phi=phi,
-        prev=design.obs_prev,
-        math=pt,
+        resid, sigma_obs, tau_run, counts, segment_sum, phi=phi, prev=design.obs_prev, math=pt
     )
     pm.Potential("run_marginal_loglik", loglik.sum())
 

@@ -82,6 +82,83 @@ def run_marginal_loglik(
     return -0.5 * (counts * LOG_2PI + log_det + quad)
 
 
+def config_marginal_loglik(
+    resid: Any,
+    sigma_obs: Any,
+    tau_run: Any,
+    tau_config: Any,
+    counts: np.ndarray,
+    segment_sum: Callable[[Any], Any],
+    config_sum: Callable[[Any], Any],
+    phi: Any | None = None,
+    prev: np.ndarray | None = None,
+    math: ModuleType = np,
+) -> Any:
+    """Log marginal likelihood of each config's runs, config and seed offsets integrated out.
+
+    Runs ``r`` of a config ``c`` (same family, size and data; different seeds) share a config
+    offset ``v_c ~ N(0, tau_config^2)`` on top of their own seed offsets ``u_r ~ N(0, tau_r^2)``.
+    Integrating ``u_r`` leaves ``e_r ~ N(v_c 1, Sigma_r)`` with ``Sigma_r`` as in
+    :func:`run_marginal_loglik`; with ``s_r = 1' Sigma_r^-1 e_r`` and
+    ``t_r = 1' Sigma_r^-1 1`` summed over the config (``S``, ``T``), integrating ``v_c`` adds
+    ``-log(1 + tau_c^2 T) / 2 + tau_c^2 S^2 / (2 (1 + tau_c^2 T))`` to the runs' terms.
+
+    Parameters
+    ----------
+    resid, sigma_obs, tau_run, counts, segment_sum, phi, prev, math
+        As in :func:`run_marginal_loglik`.
+    tau_config
+        Sd of the config offset (scalar or broadcastable against the configs axis).
+    config_sum
+        Sums a per-run array (last axis = runs) per config.
+
+    Returns
+    -------
+    array-like
+        Log-likelihood per config (last axis = configs).
+    """
+    var = sigma_obs**2
+    k = tau_run**2 / var
+    q_ee, q_e1, q_11, log_det_r = _run_sums(resid, counts, segment_sum, phi, prev, math)
+    denom = 1 + k * q_11
+    run_ll = -0.5 * (
+        counts * LOG_2PI + counts * math.log(var) + log_det_r + math.log(denom)
+        + (q_ee - k * q_e1**2 / denom) / var
+    )
+    s_tot = config_sum(q_e1 / (var * denom))
+    t_tot = config_sum(q_11 / (var * denom))
+    tc2 = tau_config**2
+    return config_sum(run_ll) - 0.5 * math.log1p(tc2 * t_tot) + 0.5 * tc2 * s_tot**2 / (
+        1 + tc2 * t_tot
+    )
+
+
+def config_effect_conditional(
+    resid: np.ndarray,
+    sigma_obs: Any,
+    tau_run: Any,
+    tau_config: Any,
+    counts: np.ndarray,
+    segment_sum: Callable[[Any], Any],
+    config_sum: Callable[[Any], Any],
+    phi: Any | None = None,
+    prev: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sd of each config's offset given its runs' residuals (numpy only).
+
+    The posterior of ``v_c`` is Normal with precision ``1/tau_c^2 + T`` and mean
+    ``S / (1/tau_c^2 + T)`` (``S``, ``T`` as in :func:`config_marginal_loglik`).
+    """
+    var = sigma_obs**2
+    k = tau_run**2 / var
+    _, q_e1, q_11, _ = _run_sums(resid, counts, segment_sum, phi, prev, np)
+    denom = 1 + k * q_11
+    s_tot = config_sum(q_e1 / (var * denom))
+    t_tot = config_sum(q_11 / (var * denom))
+    precision = 1 / tau_config**2 + t_tot
+    return s_tot / precision, np.sqrt(1 / precision)
+
+
 def run_effect_conditional(
     resid: Any,
     sigma_obs: Any,

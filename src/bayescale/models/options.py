@@ -49,6 +49,7 @@ class ModelOptions:
     seed_by_size: bool = False
     correlated_families: bool = False
     family_parameterization: FamilyParameterization = "local"
+    config_effects: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hierarchy", tuple(self.hierarchy))
@@ -65,6 +66,8 @@ class ModelOptions:
             )
         if self.autocorrelation != "none" and self.likelihood != "normal":
             raise ValueError("autocorrelated residuals are only available with likelihood='normal'")
+        if self.config_effects and self.likelihood != "normal":
+            raise ValueError("config_effects are only available with likelihood='normal'")
         if self.family_parameterization not in ("local", "centered", "noncentered"):
             raise ValueError(
                 "family_parameterization must be 'local', 'centered' or 'noncentered'; "

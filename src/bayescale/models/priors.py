@@ -44,6 +44,9 @@ DEFAULT_PRIORS: dict[str, dict[str, float]] = {
     "arch_sd": {"log_E": 0.2, "a": 0.3, "log_alpha": 0.2, "b": 0.3, "log_beta": 0.2},
     # seed-to-seed sd of a run's log-loss offset (HalfNormal); ~2% of the loss at its scale
     "sigma_seed": {"sigma": 0.02},
+    # sd of a configuration's log-loss offset around the law when config_effects=True
+    # (HalfNormal): how far one configuration sits off the family's curve
+    "sigma_config": {"sigma": 0.02},
     # slope of log sigma_seed in log(N/N0) when seed_by_size=True (Normal)
     "seed_size_slope": {"mu": 0.0, "sigma": 0.5},
     # checkpoint noise sd on log-loss (HalfNormal)

@@ -97,6 +97,9 @@ def initial_point(
         point["nu"] = np.asarray(5.0)
     if options.autocorrelation != "none":
         point["ar_rho"] = np.asarray(0.5)
+    if options.config_effects:
+        point["sigma_config"] = np.asarray(sigma_seed)
+        point["sigma_seed"] = np.asarray(max(0.2 * sigma_seed, 1e-3))
     if options.seed_by_size:
         point["seed_size_slope"] = np.asarray(0.0)
     return point
