@@ -25,6 +25,7 @@ from bayescale.intervals import prediction_dataset
 from bayescale.models.options import ModelOptions
 from bayescale.models.priors import DEFAULT_PRIORS
 from bayescale.prior_check import prior_predictive
+from bayescale.seeds import SeedVariability, seed_variability
 from bayescale.simulate import Simulation, simulate
 
 __version__ = "0.1.0"
@@ -36,6 +37,7 @@ __all__ = [
     "ProtocolSplit",
     "SamplingWarning",
     "ScalingLawFit",
+    "SeedVariability",
     "Simulation",
     "__version__",
     "drop_warmup",
@@ -48,6 +50,7 @@ __all__ = [
     "prediction_dataset",
     "prior_predictive",
     "protocol_split",
+    "seed_variability",
     "simulate",
     "thin_log_spaced",
     "validate",
