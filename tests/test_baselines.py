@@ -10,11 +10,15 @@ import pytest
 
 from bayescale.baselines import (
     DEFAULT_HUBER_GRID,
+    MUENNIGHOFF_ALPHA,
+    MUENNIGHOFF_LOG_A,
     BootstrapFit,
     ConstantFit,
+    FixedTermFit,
     PointFit,
     best_loss_baseline,
     bootstrap_huber,
+    fit_fixed_a_alpha,
     fit_huber,
     fit_least_squares,
     huber_grid,
@@ -405,3 +409,80 @@ def test_naive_baselines_reject_empty_table() -> None:
     for baseline in (best_loss_baseline, most_trained_baseline):
         with pytest.raises(ValueError):
             baseline(empty)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixed (A, alpha): the guide's single-run transfer
+# ---------------------------------------------------------------------------------------------
+
+
+def one_run(E: float, B: float, beta: float, n: float = 1e9, n_points: int = 15) -> pd.DataFrame:
+    """One noise-free run generated with Muennighoff's (A, alpha)."""
+    tokens = np.geomspace(1e10, 2e11, n_points)
+    A = np.exp(MUENNIGHOFF_LOG_A)
+    loss = chinchilla_loss(n, tokens, E=E, A=A, alpha=MUENNIGHOFF_ALPHA, B=B, beta=beta)
+    return pd.DataFrame({"run": "r", "params": n, "tokens": tokens, "loss": loss})
+
+
+def test_muennighoff_constants_match_the_published_fit() -> None:
+    assert np.exp(MUENNIGHOFF_LOG_A) == pytest.approx(
+        PUBLISHED_FITS["muennighoff2023"]["A"], abs=0.05
+    )
+    assert MUENNIGHOFF_ALPHA == pytest.approx(PUBLISHED_FITS["muennighoff2023"]["alpha"], abs=5e-5)
+
+
+@pytest.mark.parametrize(
+    ("E", "B", "beta"), [(1.7, 900.0, 0.3), (2.4, 5000.0, 0.42), (0.8, 60.0, 0.15)]
+)
+def test_fixed_a_alpha_recovers_e_b_beta_exactly(E: float, B: float, beta: float) -> None:
+    fit = fit_fixed_a_alpha(one_run(E, B, beta))
+    assert isinstance(fit, FixedTermFit)
+    assert fit.method == "fixed_a_alpha"
+    assert fit.params["A"] == pytest.approx(np.exp(MUENNIGHOFF_LOG_A), rel=1e-12)
+    assert fit.params["alpha"] == MUENNIGHOFF_ALPHA
+    assert fit.params["E"] == pytest.approx(E, rel=1e-7)
+    assert fit.params["B"] == pytest.approx(B, rel=1e-6)
+    assert fit.params["beta"] == pytest.approx(beta, rel=1e-7)
+    assert fit.info["rss"] < 1e-20
+    # the borrowed parameter term carries the prediction to a larger model exactly
+    A = np.exp(MUENNIGHOFF_LOG_A)
+    truth = chinchilla_loss(8e9, 3e11, E=E, A=A, alpha=MUENNIGHOFF_ALPHA, B=B, beta=beta)
+    assert fit.predict(8e9, 3e11)["median"].item() == pytest.approx(truth, rel=1e-9)
+
+
+def test_fixed_a_alpha_other_term_and_bands() -> None:
+    rng = np.random.default_rng(0)
+    df = one_run(1.9, 1500.0, 0.33, n_points=40)
+    df["loss"] = df["loss"] + rng.normal(0.0, 0.005, len(df))
+    fit = fit_fixed_a_alpha(df, random_seed=3)
+    assert fit.resid_sd == pytest.approx(0.005, rel=0.35)
+    pred = fit.predict([1e9, 8e9], 2e11)
+    assert set(pred.data_vars) >= {"median", "mean", "observed"}
+    for band in ("mean", "observed"):
+        lo = pred[band].sel(level=0.9, bound="lower").values
+        hi = pred[band].sel(level=0.9, bound="upper").values
+        assert np.all(lo < pred["median"].values) and np.all(pred["median"].values < hi)
+    # observed adds the residual noise: wider than the mean band
+    width = pred["observed"].sel(level=0.9).diff("bound") - pred["mean"].sel(level=0.9).diff(
+        "bound"
+    )
+    assert (width.values > 0).all()
+    # seeded: the same seed gives the same bands
+    again = fit_fixed_a_alpha(df, random_seed=3).predict([1e9, 8e9], 2e11)
+    np.testing.assert_array_equal(pred["observed"].values, again["observed"].values)
+    # a different fixed term gives a different E but fits the same run equally well
+    other = fit_fixed_a_alpha(df, A=406.4, alpha=0.34)
+    assert other.params["A"] == 406.4 and other.params["E"] != pytest.approx(fit.params["E"])
+    assert other.info["rss"] == pytest.approx(fit.info["rss"], rel=1e-3)
+
+
+def test_fixed_a_alpha_rejects_bad_input() -> None:
+    df = one_run(1.7, 900.0, 0.3)
+    with pytest.raises(ValueError, match="at least 3 rows"):
+        fit_fixed_a_alpha(df.iloc[:2])
+    with pytest.raises(ValueError, match="distinct token counts"):
+        fit_fixed_a_alpha(df.assign(tokens=1e10))
+    with pytest.raises(ValueError, match="positive"):
+        fit_fixed_a_alpha(df, A=-1.0)
+    with pytest.raises(ValueError, match="missing column"):
+        fit_fixed_a_alpha(df.drop(columns="loss"))
