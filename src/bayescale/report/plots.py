@@ -345,8 +345,10 @@ def plot_comparison(comparison: Comparison, level: float = 0.9) -> Figure:
     if "compute" in c.target:
         ax2.axvline(c.target["compute"], color="grey", ls=":", lw=1)
     cross = c.crossover[np.isfinite(c.crossover)]
-    if cross.size:
-        ax2.axvline(np.median(cross), color="crimson", ls="--", lw=0.9, label="median crossover")
+    if cross.size >= 0.5 * c.crossover.size:  # a median over a minority of draws misleads
+        share = cross.size / c.crossover.size
+        ax2.axvline(np.median(cross), color="crimson", ls="--", lw=0.9,
+                    label=f"median crossover ({share:.0%} of draws cross)")
         ax2.legend(fontsize=7)
     _log_x(ax2)
     ax2.set_xlabel("compute C = 6ND (FLOPs)")
