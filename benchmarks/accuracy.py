@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import json
 import os
 import time
 from pathlib import Path
@@ -133,6 +134,39 @@ def summary_table(results: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
     return out
 
 
+def target_check(results: pd.DataFrame) -> pd.DataFrame:
+    """The accuracy targets of issue #4, measured on the families where both methods ran.
+
+    * bayescale's ARE below curve_fit's on >= 75% of families;
+    * bayescale's mean ARE <= 0.8 x curve_fit's mean ARE;
+    * the 90% ``observed`` band covers the final target checkpoint(s) in 85-95% of families
+      (per family: share of ``F_max`` runs whose final checkpoint is inside the band).
+    """
+    ok = results[results["status"] == "ok"]
+    are = ok.pivot(index="family", columns="method", values="are")
+    rows = []
+    if {"bayescale", "curve_fit"} <= set(are.columns):
+        both = are[["bayescale", "curve_fit"]].dropna()
+        wins = float((both["bayescale"] < both["curve_fit"]).mean())
+        ratio = float(both["bayescale"].mean() / both["curve_fit"].mean())
+        rows.append(
+            ("share of families with bayescale ARE < curve_fit", wins, ">= 0.75", wins >= 0.75)
+        )
+        rows.append(("mean ARE bayescale / mean ARE curve_fit", ratio, "<= 0.80", ratio <= 0.8))
+    bayes = ok[ok["method"] == "bayescale"]
+    if len(bayes):
+        cover = float(bayes["coverage_90_final"].mean())
+        rows.append(
+            (
+                "mean over families of 90% coverage of final targets",
+                cover,
+                "0.85-0.95",
+                0.85 <= cover <= 0.95,
+            )
+        )
+    return pd.DataFrame(rows, columns=["target", "value", "goal", "met"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -157,7 +191,7 @@ def main() -> None:
         default=None,
         help="family of the heatmap (default: olmo-ladder, or the first family)",
     )
-    parser.add_argument("--out", type=Path, default=Path("reports/benchmarks"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     os.environ.setdefault("MPLBACKEND", "Agg")
@@ -210,6 +244,23 @@ def main() -> None:
         print("ARE, 90% coverage and 90% width in percent")
         print(table.to_string())
     print(f"\nevaluation took {elapsed:.0f} s")
+    check = target_check(results)
+    if len(check):
+        check.to_csv(args.out / "accuracy_targets.csv", index=False)
+        print()
+        print(check.to_string(index=False))
+    settings = {
+        "families": len(chosen),
+        "methods": args.methods,
+        "draws": draws,
+        "tune": tune,
+        "chains": chains,
+        "n_boot": n_boot,
+        "max_points": args.max_points,
+        "seed": args.seed,
+        "seconds": round(elapsed, 1),
+    }
+    (args.out / "accuracy_settings.json").write_text(json.dumps(settings, indent=2) + "\n")
 
     ok_families = results.loc[results["status"] == "ok", "family"].unique().tolist()
     grid_family = args.grid_family or (

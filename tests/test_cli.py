@@ -70,7 +70,7 @@ def test_datasets_lists_the_four_bundled_datasets():
 def test_help_lists_every_subcommand():
     proc = run_cli("--help")
     assert proc.returncode == 0
-    for cmd in ("datasets", "validate", "fit", "predict", "compare", "report", "demo"):
+    for cmd in ("datasets", "validate", "fit", "predict", "compare", "report", "evaluate", "demo"):
         assert cmd in proc.stdout
 
 
@@ -249,3 +249,81 @@ def test_compare_and_report_subcommands(fitted: Path, tmp_path: Path):
 
     proc = run_cli("report", str(tmp_path / "missing.nc"), "--html", str(out))
     assert_one_line_error(proc)
+
+
+# ------------------------------------------------------------------------------ evaluate
+@pytest.fixture(scope="module")
+def protocol_csv(tmp_path_factory) -> Path:
+    """Two simulated families with 3 sizes each, long enough to pass the 10B-token cut."""
+    sim = bayescale.simulate(
+        n_families=2, sizes=(1e9, 2e9, 4e9), n_seeds=1, n_checkpoints=8, random_seed=1
+    )
+    path = tmp_path_factory.mktemp("cli_evaluate") / "runs.csv"
+    sim.runs.to_csv(path, index=False)
+    return path
+
+
+def test_evaluate_baselines_table_and_csv(protocol_csv: Path, tmp_path: Path):
+    out = tmp_path / "results.csv"
+    proc = run_cli(
+        "evaluate",
+        str(protocol_csv),
+        "--methods",
+        "curve_fit,best_loss",
+        "most_trained",
+        "--csv",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "ARE curve_fit" in proc.stdout and "ARE most_trained" in proc.stdout
+    assert "2 of 2 families evaluated" in proc.stdout
+    results = pd.read_csv(out)
+    assert len(results) == 2 * 3
+    assert set(results["method"]) == {"curve_fit", "best_loss", "most_trained"}
+    assert (results["status"] == "ok").all()
+    assert (results["are"] < 0.2).all()
+
+
+def test_evaluate_min_models_skips_every_family(protocol_csv: Path):
+    proc = run_cli("evaluate", str(protocol_csv), "--methods", "curve_fit", "--min-models", "4")
+    assert_one_line_error(proc, "no family could be evaluated", "min_models=4")
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (("--methods", "curve_fit,nope"), ("unknown --methods", "nope")),
+        (("--max-points", "1"), ("--max-points",)),
+    ],
+)
+def test_evaluate_bad_options_are_one_line_errors(protocol_csv: Path, args, needles):
+    assert_one_line_error(run_cli("evaluate", str(protocol_csv), *args), *needles)
+
+
+def test_evaluate_bad_input_is_one_line_error(tmp_path, tiny_runs):
+    path = tmp_path / "bad.csv"
+    _bad(tiny_runs, "missing column").to_csv(path, index=False)
+    proc = run_cli("evaluate", str(path), "--methods", "curve_fit")
+    assert_one_line_error(proc, "missing required column", "'tokens'")
+    assert_one_line_error(run_cli("evaluate", str(tmp_path / "nope.csv")), "no such file")
+
+
+@pytest.mark.slow
+def test_evaluate_bayescale_reports_coverage(protocol_csv: Path, tmp_path: Path):
+    out = tmp_path / "results.csv"
+    sampler = "--draws 100 --tune 200 --chains 2 --max-points 5".split()
+    proc = run_cli(
+        "evaluate",
+        str(protocol_csv),
+        "--methods",
+        "bayescale",
+        *sampler,
+        "--csv",
+        str(out),
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "cov90 bayescale" in proc.stdout
+    results = pd.read_csv(out)
+    assert (results["status"] == "ok").all()
+    assert results["coverage_90"].between(0, 1).all()

@@ -162,6 +162,70 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import bayescale
+    from bayescale.evaluate import METHODS, evaluate
+
+    methods = [m for item in args.methods for m in item.split(",") if m]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ValueError(f"unknown --methods {unknown}; choose from {', '.join(METHODS)}")
+    if args.min_models < 2:
+        raise ValueError(f"--min-models must be at least 2; got {args.min_models}")
+    if args.max_points is not None and args.max_points < 2:
+        raise ValueError(f"--max-points must be at least 2; got {args.max_points}")
+    runs = bayescale.validate(_read_table(args.table))
+    warmup = args.warmup_tokens if args.warmup_tokens > 0 else None
+    results = evaluate(
+        runs,
+        methods=methods,
+        min_models=args.min_models,
+        fit_kwargs={"draws": args.draws, "tune": args.tune, "chains": args.chains},
+        random_seed=args.seed,
+        n_boot=args.n_boot,
+        warmup_tokens=warmup,
+        max_points=args.max_points,
+        verbose=args.verbose,
+    )
+    if args.csv:
+        results.to_csv(args.csv, index=False)
+    n_ok = results.loc[results["status"] == "ok", "family"].nunique()
+    if n_ok == 0:
+        reasons = "; ".join(
+            f"{r.family}: {r.reason}" for r in results.drop_duplicates("family").itertuples()
+        )
+        raise ValueError(f"no family could be evaluated ({reasons})")
+    print(_protocol_table(results, methods).to_string(na_rep="-"))
+    n_fam = results["family"].nunique()
+    print(f"{n_ok} of {n_fam} families evaluated (ARE, coverage and width in %)")
+    if args.csv:
+        print(f"results -> {args.csv}")
+    return 0
+
+
+def _protocol_table(results: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
+    """Rows = families; ARE per method and 90% coverage / width of the banded methods (%)."""
+    families = sorted(results["family"].unique())
+    table = pd.DataFrame(index=pd.Index(families, name="family"))
+    ok = results[results["status"] == "ok"]
+    table["models"] = results.groupby("family")["n_models"].first()
+    table["target N"] = results.groupby("family")["target_params"].first().map("{:.3g}".format)
+    for m in methods:
+        sub = ok[ok["method"] == m].set_index("family")
+        table[f"ARE {m}"] = (100 * sub["are"]).round(2)
+        if m in ("bayescale", "huber_bootstrap") and len(sub):
+            table[f"cov90 {m}"] = (100 * sub["coverage_90"]).round(0)
+            table[f"width90 {m}"] = (100 * sub["width_90"]).round(2)
+    notes = (
+        results[results["status"] != "ok"]
+        .assign(note=lambda x: x["status"] + ": " + x["reason"].astype(str))
+        .groupby("family")["note"]
+        .agg(lambda s: "; ".join(dict.fromkeys(s)))
+    )
+    table["note"] = notes.reindex(table.index).fillna("")
+    return table
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from bayescale.demo import run_demo
 
@@ -242,6 +306,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--held-out", default=None, help="run table of held-out checkpoints to draw")
     p.add_argument("--level", type=float, default=0.9)
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser(
+        "evaluate",
+        parents=[common],
+        help="the Hitchhiker's held-out protocol (predict each family's largest model)",
+        description=(
+            "Fit each method on the smaller models of every family (past the warm-up cut) and "
+            "score its prediction of the last 30%% of the largest model's run(s): ARE per "
+            "method and, for bayescale and huber_bootstrap, the coverage and width of the 90%% "
+            "interval."
+        ),
+    )
+    p.add_argument("table", help="run table (CSV or Parquet) with one or more families")
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=["bayescale", "curve_fit", "best_loss", "most_trained"],
+        help="methods (space- or comma-separated): bayescale, curve_fit, huber, "
+        "huber_bootstrap, best_loss, most_trained",
+    )
+    p.add_argument("--min-models", type=int, default=3, help="skip families with fewer sizes")
+    p.add_argument(
+        "--warmup-tokens", type=float, default=1e10, help="drop earlier checkpoints (0: none)"
+    )
+    p.add_argument("--max-points", type=int, default=None, help="thin to k checkpoints/run")
+    p.add_argument("--draws", type=int, default=1000)
+    p.add_argument("--tune", type=int, default=1000)
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--n-boot", type=int, default=200, help="replicates of huber_bootstrap")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--csv", default=None, help="write the tidy family x method results here")
+    p.add_argument("--verbose", action="store_true", help="one line per family and method")
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser(
         "demo", parents=[common], help="fit bundled real data and write the HTML report"

@@ -15,7 +15,12 @@ This module holds
   :mod:`bayescale.intervals`) against a target table;
 * :func:`evaluate`, which runs the protocol family by family for several methods;
 * the paper's grids :func:`are_grid_models_fraction` and :func:`are_grid_models_scaleup`, and
-  :func:`plot_are_heatmap`.
+  :func:`plot_are_heatmap`;
+* :func:`transfer`: a new family predicted from one of its runs, by hierarchical borrowing from
+  the other families or with the guide's borrowed ``(A, alpha)`` of Muennighoff et al.;
+* :func:`paper_findings`: the guide's headline findings (intermediate checkpoints, the 10B-token
+  cut, the number of models) as paired per-family ARE differences with bootstrap intervals
+  (:func:`summarize_differences`, :func:`bootstrap_mean_interval`).
 
 Method names
 ------------
@@ -31,6 +36,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -46,18 +52,26 @@ from bayescale.data.prepare import (
 )
 
 __all__ = [
+    "FINDINGS",
     "METHODS",
+    "TRANSFER_METHODS",
+    "Findings",
     "absolute_relative_error",
     "are_grid_models_fraction",
     "are_grid_models_scaleup",
+    "bootstrap_mean_interval",
+    "choose_source_run",
     "crps_from_samples",
     "evaluate",
     "fit_and_predict",
     "interval_coverage",
     "interval_width",
+    "paper_findings",
     "plot_are_heatmap",
     "score_prediction",
     "signed_relative_error",
+    "summarize_differences",
+    "transfer",
 ]
 
 #: Methods understood by :func:`evaluate` and the grid functions.
@@ -756,3 +770,586 @@ def plot_are_heatmap(
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Transfer to a new family from one run (hierarchical borrowing vs a borrowed (A, alpha))
+# --------------------------------------------------------------------------------------------
+
+#: Methods of :func:`transfer`.
+TRANSFER_METHODS: tuple[str, ...] = ("bayescale", "muennighoff", "bayescale_alone", "curve_fit_all")
+
+
+def choose_source_run(train: pd.DataFrame, min_rows: int = 3) -> str:
+    """The run of ``F_train`` a single-run transfer learns the new family from.
+
+    The largest-``N`` run with at least ``min_rows`` checkpoints (past the warm-up cut, as
+    ``train`` is given); ties go to the run trained longest, then the one with the most
+    checkpoints, then the first name.
+
+    Parameters
+    ----------
+    train
+        ``F_train`` of one family (``run``, ``params``, ``tokens`` columns).
+    min_rows
+        Fewest checkpoints a run needs (three for ``E, B, beta``).
+
+    Returns
+    -------
+    str
+        The run name.
+
+    Raises
+    ------
+    ValueError
+        If no run has ``min_rows`` checkpoints.
+    """
+    stats = train.groupby("run", sort=True).agg(
+        params=("params", "max"), tokens=("tokens", "max"), rows=("tokens", "size")
+    )
+    stats = stats.loc[stats["rows"] >= min_rows]
+    if stats.empty:
+        raise ValueError(f"no run of F_train has {min_rows} checkpoints past the warm-up cut")
+    stats = stats.reset_index().sort_values(
+        ["params", "tokens", "rows", "run"], ascending=[False, False, False, True], kind="stable"
+    )
+    return str(stats["run"].iloc[0])
+
+
+def transfer(
+    runs: pd.DataFrame,
+    families: Sequence[str] | None = None,
+    methods: Sequence[str] = ("bayescale", "muennighoff"),
+    source_runs: Mapping[str, str] | None = None,
+    fit_kwargs: Mapping[str, Any] | None = None,
+    random_seed: int = 0,
+    *,
+    warmup_tokens: float | None = DEFAULT_WARMUP_TOKENS,
+    target_fraction: float = DEFAULT_TARGET_FRACTION,
+    max_points: int | None = None,
+    verbose: bool = True,
+) -> pd.DataFrame:
+    """Predict a family's largest model from ONE of its runs, with and without borrowing.
+
+    For each family ``F`` of ``runs``, ``F_target`` is the protocol's (the last
+    ``target_fraction`` of the largest-``N`` runs) and the new family is known only through one
+    run of ``F_train`` (:func:`choose_source_run`, or ``source_runs[F]``), past the warm-up cut.
+    Methods:
+
+    * ``"bayescale"`` -- hierarchical borrowing: :func:`bayescale.fit` on that run together
+      with every run of the *other* families of ``runs`` (past the cut); the families share a
+      population, so ``F``'s ``(A, alpha)`` are learnt from the others and ``F``'s own run
+      mainly sets its ``E`` and data term. Band ``observed``.
+    * ``"muennighoff"`` -- the guide's transfer: ``(A, alpha)`` fixed at Muennighoff et al.'s
+      values and ``E, B, beta`` fitted on the run (:func:`bayescale.baselines.fit_fixed_a_alpha`;
+      its band assumes the borrowed term is exact).
+    * ``"bayescale_alone"`` -- :func:`bayescale.fit` on the one run only (no borrowing: the
+      population prior alone constrains ``(A, alpha)``).
+    * ``"curve_fit_all"`` -- reference: least squares on all of ``F_train`` (what the family's
+      own smaller models give; no intervals).
+
+    Parameters
+    ----------
+    runs
+        Run table of several families (``family``, ``run``, ``params``, ``tokens``, ``loss``).
+    families
+        Families to predict (default: every family with at least two sizes).
+    methods
+        From :data:`TRANSFER_METHODS`.
+    source_runs
+        Family -> run to learn it from (default :func:`choose_source_run`).
+    fit_kwargs
+        Keyword arguments of :func:`bayescale.fit` (``progressbar`` defaults to False).
+    random_seed
+        Seed of the fits and the band draws.
+    warmup_tokens, target_fraction
+        Protocol settings (10B tokens, 0.3).
+    max_points
+        Thin every training run (the source run and the other families') to at most this many
+        log-spaced checkpoints.
+    verbose
+        Print one line per family and method.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per family x method: ``family``, ``method``, ``status`` (``ok``, ``skipped``,
+        ``failed``), ``reason``, ``source_run``, ``source_params``, ``source_rows``,
+        ``target_params``, ``scale_up`` (target N / source N), ``n_other_families``,
+        ``n_train`` (rows fitted), ``seconds``, ``warnings`` and the metrics of
+        :func:`score_prediction`.
+    """
+    unknown = [m for m in methods if m not in TRANSFER_METHODS]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; choose from {TRANSFER_METHODS}")
+    all_families = sorted(str(f) for f in runs["family"].unique())
+    if families is None:
+        families = [
+            f for f in all_families if runs.loc[runs["family"] == f, "params"].nunique() > 1
+        ]
+    missing = [f for f in families if f not in all_families]
+    if missing:
+        raise ValueError(f"families {missing} are not in runs")
+    pool = runs if warmup_tokens is None else runs.loc[runs["tokens"] >= float(warmup_tokens)]
+    if max_points is not None and len(pool):
+        pool = thin_log_spaced(pool, max_points=max_points)
+    rows: list[dict[str, Any]] = []
+    for family in families:
+        fam_runs = runs.loc[runs["family"] == family]
+        split = protocol_split(
+            fam_runs, warmup_tokens=warmup_tokens, target_fraction=target_fraction
+        )
+        train, target = split.train, split.target
+        if max_points is not None and len(train):
+            train = thin_log_spaced(train, max_points=max_points)
+        others = pool.loc[pool["family"] != family]
+        base: dict[str, Any] = {
+            "family": family,
+            "target_params": float(fam_runs["params"].max()),
+            "n_other_families": int(others["family"].nunique()),
+        }
+        try:
+            if fam_runs["params"].nunique() < 2:
+                raise ValueError("one model size: no run below the target size")
+            if len(target) == 0:
+                raise ValueError("empty F_target")
+            source = (source_runs or {}).get(family) or choose_source_run(train)
+            one = train.loc[train["run"] == source]
+            if len(one) < 3:
+                raise ValueError(f"run {source!r} has {len(one)} checkpoints in F_train (< 3)")
+        except ValueError as err:
+            if verbose:
+                print(f"[transfer] {family}: skipped ({err})", flush=True)
+            rows.extend(
+                base | {"method": m, "status": "skipped", "reason": str(err)} for m in methods
+            )
+            continue
+        source_params = float(one["params"].iloc[0])
+        base |= {
+            "source_run": source,
+            "source_params": source_params,
+            "source_rows": len(one),
+            "scale_up": base["target_params"] / source_params,
+        }
+        n = target["params"].to_numpy(dtype=float)
+        d = target["tokens"].to_numpy(dtype=float)
+        for method in methods:
+            t0 = time.perf_counter()
+            caught: list[warnings.WarningMessage] = []
+            samples = None
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    pred, samples, n_train = _transfer_predict(
+                        method, one, others, train, family, n, d, fit_kwargs, random_seed
+                    )
+                scores = score_prediction(target, pred, "observed", samples)
+                status, why = "ok", ""
+            except Exception as err:  # a failed fit is a result
+                scores, status, why, n_train = {}, "failed", f"{type(err).__name__}: {err}", 0
+            seconds = time.perf_counter() - t0
+            scores["warnings"] = _summarize_warnings(caught)
+            rows.append(
+                base
+                | {"method": method, "status": status, "reason": why, "n_train": n_train}
+                | {"seconds": seconds}
+                | scores
+            )
+            if verbose:
+                what = f"ARE {100 * scores['are']:.2f}%" if status == "ok" else why
+                cover = scores.get("coverage_90", np.nan)
+                if status == "ok" and np.isfinite(cover):
+                    what += f", 90% coverage {100 * cover:.0f}%"
+                print(f"[transfer] {family} / {method}: {what} ({seconds:.1f} s)", flush=True)
+    out = pd.DataFrame(rows)
+    first = [
+        "family",
+        "method",
+        "status",
+        "reason",
+        "source_run",
+        "source_params",
+        "source_rows",
+        "target_params",
+        "scale_up",
+        "n_other_families",
+        "n_train",
+        "seconds",
+    ]
+    first = [c for c in first if c in out.columns]
+    return out[first + [c for c in out.columns if c not in first]]
+
+
+def _transfer_predict(
+    method: str,
+    one: pd.DataFrame,
+    others: pd.DataFrame,
+    train: pd.DataFrame,
+    family: str,
+    n: np.ndarray,
+    d: np.ndarray,
+    fit_kwargs: Mapping[str, Any] | None,
+    random_seed: int,
+) -> tuple[xr.Dataset, np.ndarray | None, int]:
+    from bayescale import baselines
+
+    if method == "muennighoff":
+        return (
+            baselines.fit_fixed_a_alpha(one, random_seed=random_seed).predict(n, d),
+            None,
+            len(one),
+        )
+    if method == "curve_fit_all":
+        return baselines.fit_least_squares(train).predict(n, d), None, len(train)
+    import bayescale
+
+    data = pd.concat([others, one], ignore_index=True) if method == "bayescale" else one
+    if method == "bayescale" and others.empty:
+        raise ValueError("no other family to borrow from")
+    kwargs = {"progressbar": False, "random_seed": random_seed, **dict(fit_kwargs or {})}
+    fit = bayescale.fit(data, **kwargs)
+    draws = fit.predictive_draws(n, d, family=family)
+    return fit.predict(n, d, family=family), draws["observed"].values, len(data)
+
+
+# --------------------------------------------------------------------------------------------
+# The paper's findings as paired differences with intervals
+# --------------------------------------------------------------------------------------------
+
+#: Findings of :func:`paper_findings` and the variants each compares with ``"all"``.
+FINDINGS: tuple[str, ...] = ("checkpoints", "warmup_cut", "n_models")
+
+
+@dataclass(frozen=True)
+class Findings:
+    """Result of :func:`paper_findings`.
+
+    Attributes
+    ----------
+    per_family
+        One row per family x method x variant (``are``, ``coverage_90``, ...).
+    summary
+        One row per comparison x method: the paired per-family ARE differences ``variant -
+        all`` with a bootstrap interval over families (see :func:`summarize_differences`).
+    """
+
+    per_family: pd.DataFrame
+    summary: pd.DataFrame
+
+
+def bootstrap_mean_interval(
+    values: Any, n_boot: int = 2000, level: float = 0.9, random_seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean of ``values`` with a percentile-bootstrap interval.
+
+    Resamples the values with replacement ``n_boot`` times (indices from
+    ``numpy.random.default_rng(random_seed).integers(0, n, size=(n_boot, n))``) and takes the
+    equal-tailed ``level`` quantiles of the resampled means (numpy's default, linear
+    interpolation).
+
+    Parameters
+    ----------
+    values
+        1-D values (e.g. one ARE difference per family); NaNs are dropped first.
+    n_boot
+        Bootstrap replicates.
+    level
+        Central probability of the interval, in (0, 1).
+    random_seed
+        Seed of the resampling.
+
+    Returns
+    -------
+    (float, float, float)
+        ``(mean, lower, upper)``; all NaN when there are no values, and ``lower = upper =
+        mean`` with a single value.
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1); got {level}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be positive; got {n_boot}")
+    x = np.asarray(values, dtype=float).ravel()
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(random_seed)
+    means = x[rng.integers(0, x.size, size=(int(n_boot), x.size))].mean(axis=1)
+    lower, upper = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(x.mean()), float(lower), float(upper)
+
+
+def summarize_differences(
+    per_family: pd.DataFrame,
+    reference: str = "all",
+    metric: str = "are",
+    n_boot: int = 2000,
+    level: float = 0.9,
+    random_seed: int = 0,
+) -> pd.DataFrame:
+    """Paired per-family differences of every variant against ``reference``, with intervals.
+
+    For every ``(finding, method, variant)`` of ``per_family`` with ``variant != reference``,
+    the difference ``metric[variant] - metric[reference]`` is taken family by family (families
+    where either is NaN are dropped) and summarized by its mean with a
+    :func:`bootstrap_mean_interval` over families. A positive ARE difference means the
+    reference (the paper's recommendation) predicts better.
+
+    Parameters
+    ----------
+    per_family
+        Tidy table with columns ``finding``, ``family``, ``method``, ``variant`` and
+        ``metric``; the reference rows may be listed under any finding (they are matched by
+        family and method).
+    reference
+        The variant every other is compared with.
+    metric
+        Column to compare (``"are"`` by default).
+    n_boot, level, random_seed
+        Bootstrap settings (the same seed for every comparison).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per finding x method x variant: ``finding``, ``method``, ``variant``,
+        ``reference``, ``n_families``, ``mean_variant``, ``mean_reference``, ``mean_diff``,
+        ``diff_lower``, ``diff_upper`` (the ``level`` interval of the mean difference),
+        ``median_diff`` and ``share_reference_better`` (families where the reference's metric
+        is lower).
+    """
+    need = {"finding", "family", "method", "variant", metric}
+    if not need <= set(per_family.columns):
+        raise ValueError(f"per_family needs columns {sorted(need)}")
+    ref = (
+        per_family.loc[per_family["variant"] == reference]
+        .drop_duplicates(["family", "method"])
+        .set_index(["family", "method"])[metric]
+    )
+    rows = []
+    others = per_family.loc[per_family["variant"] != reference]
+    for (finding, method, variant), sub in others.groupby(
+        ["finding", "method", "variant"], sort=False
+    ):
+        keys = list(zip(sub["family"], sub["method"], strict=True))
+        base = ref.reindex(pd.MultiIndex.from_tuples(keys, names=["family", "method"])).to_numpy()
+        value = sub[metric].to_numpy(dtype=float)
+        ok = np.isfinite(value) & np.isfinite(base)
+        diff = value[ok] - base[ok]
+        mean, lower, upper = bootstrap_mean_interval(diff, n_boot, level, random_seed)
+        rows.append(
+            {
+                "finding": finding,
+                "method": method,
+                "variant": variant,
+                "reference": reference,
+                "n_families": int(ok.sum()),
+                "mean_variant": float(np.mean(value[ok])) if ok.any() else np.nan,
+                "mean_reference": float(np.mean(base[ok])) if ok.any() else np.nan,
+                "mean_diff": mean,
+                "diff_lower": lower,
+                "diff_upper": upper,
+                "median_diff": float(np.median(diff)) if diff.size else np.nan,
+                "share_reference_better": float(np.mean(diff > 0)) if diff.size else np.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _variant_train(
+    family_runs: pd.DataFrame,
+    variant: str,
+    warmup_tokens: float | None,
+    target_fraction: float,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(F_train, F_target)`` of one family under a protocol variant."""
+    cut = None if variant == "no_cut" else warmup_tokens
+    split = protocol_split(family_runs, warmup_tokens=cut, target_fraction=target_fraction)
+    train = split.train
+    if variant == "final_only":
+        last = train.groupby("run", sort=False)["tokens"].transform("max")
+        train = train.loc[train["tokens"] >= last].reset_index(drop=True)
+    elif variant.startswith("k_models_"):
+        k = int(variant.removeprefix("k_models_"))
+        sizes = np.sort(train["params"].unique())[::-1][:k]
+        train = train.loc[train["params"].isin(sizes)].reset_index(drop=True)
+    elif variant not in ("all", "no_cut"):
+        raise ValueError(f"unknown variant {variant!r}")
+    # the target never depends on the variant: always the protocol's F_target
+    target = protocol_split(
+        family_runs, warmup_tokens=warmup_tokens, target_fraction=target_fraction
+    ).target
+    return train, target
+
+
+def paper_findings(
+    runs: pd.DataFrame,
+    methods: Sequence[str] = ("curve_fit",),
+    families: Sequence[str] | None = None,
+    findings: Sequence[str] = FINDINGS,
+    n_models: Sequence[int] = (2, 3, 4, 5),
+    fit_kwargs: Mapping[str, Any] | None = None,
+    random_seed: int = 0,
+    *,
+    n_boot: int = 2000,
+    level: float = 0.9,
+    min_models: int = 3,
+    max_points: int | None = None,
+    warmup_tokens: float | None = DEFAULT_WARMUP_TOKENS,
+    target_fraction: float = DEFAULT_TARGET_FRACTION,
+    verbose: bool = True,
+) -> Findings:
+    """The Hitchhiker's headline findings as paired per-family differences with intervals.
+
+    Every family is run through the protocol under the reference variant ``"all"`` (every
+    checkpoint of every ``F_train`` run past the warm-up cut) and under the variants of each
+    finding; ``F_target`` is always the protocol's. The findings:
+
+    * ``"checkpoints"`` -- variant ``"final_only"``: only the final checkpoint of each
+      training run (the paper: intermediate checkpoints help);
+    * ``"warmup_cut"`` -- variant ``"no_cut"``: no 10B-token cut (the paper: the cut helps);
+    * ``"n_models"`` -- variants ``"k_models_<k>"``: only the ``k`` largest training sizes,
+      for each ``k`` in ``n_models``, scored on families with more than ``k`` training sizes
+      (the paper: about 5 models are a safe minimum).
+
+    The summary reports, per finding, method and variant, the mean over families of
+    ``ARE(variant) - ARE(all)`` with a seeded percentile-bootstrap interval over families
+    (:func:`summarize_differences`); positive values favour the paper's recommendation.
+
+    Parameters
+    ----------
+    runs
+        Run table (``family``, ``run``, ``params``, ``tokens``, ``loss``).
+    methods
+        Methods of :data:`METHODS` (``"bayescale"`` is one NUTS fit per family and variant: use
+        few families, ``max_points`` and short chains).
+    families
+        Families to use (default: all with at least ``min_models`` sizes).
+    findings
+        Subset of :data:`FINDINGS`.
+    n_models
+        The ``k`` of the ``"n_models"`` finding.
+    fit_kwargs
+        Keyword arguments of :func:`bayescale.fit`.
+    random_seed
+        Seed of the fits and of the bootstrap.
+    n_boot, level
+        Bootstrap replicates and interval level of the summary.
+    min_models
+        Families with fewer distinct sizes (``F_max`` included) are left out.
+    max_points
+        Thin every training run to at most this many log-spaced checkpoints (after the
+        variant's selection).
+    warmup_tokens, target_fraction
+        Protocol settings.
+    verbose
+        Print one line per family, method and variant.
+
+    Returns
+    -------
+    Findings
+        ``per_family``: one row per finding x family x method x variant (the reference rows
+        under ``finding="reference"``) with ``status``, ``reason``, ``n_train``,
+        ``n_train_sizes``, ``are``, ``coverage_90``, ``seconds``, ``warnings``; ``summary``:
+        see :func:`summarize_differences`.
+    """
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; choose from {METHODS}")
+    bad = [f for f in findings if f not in FINDINGS]
+    if bad:
+        raise ValueError(f"unknown findings {bad}; choose from {FINDINGS}")
+    if families is None:
+        sizes = runs.groupby("family")["params"].nunique()
+        families = sorted(str(f) for f in sizes.index[sizes >= min_models])
+    plan: list[tuple[str, str]] = [("reference", "all")]
+    if "checkpoints" in findings:
+        plan.append(("checkpoints", "final_only"))
+    if "warmup_cut" in findings:
+        plan.append(("warmup_cut", "no_cut"))
+    if "n_models" in findings:
+        plan.extend(("n_models", f"k_models_{int(k)}") for k in n_models)
+    rows: list[dict[str, Any]] = []
+    for family in families:
+        fam_runs = runs.loc[runs["family"] == family]
+        n_train_sizes = (
+            protocol_split(fam_runs, warmup_tokens=warmup_tokens, target_fraction=target_fraction)
+            .train["params"]
+            .nunique()
+        )
+        for finding, variant in plan:
+            if variant.startswith("k_models_") and int(variant[9:]) >= n_train_sizes:
+                continue  # k would be all sizes: no comparison
+            train, target = _variant_train(fam_runs, variant, warmup_tokens, target_fraction)
+            if max_points is not None and len(train):
+                train = thin_log_spaced(train, max_points=max_points)
+            for method in methods:
+                row = _findings_cell(method, train, target, family, fit_kwargs, random_seed)
+                row |= {
+                    "finding": finding,
+                    "family": family,
+                    "method": method,
+                    "variant": variant,
+                    "n_train": len(train),
+                    "n_train_sizes": int(train["params"].nunique()) if len(train) else 0,
+                }
+                rows.append(row)
+                if verbose:
+                    what = (
+                        f"ARE {100 * row['are']:.2f}%" if row["status"] == "ok" else row["reason"]
+                    )
+                    print(
+                        f"[findings] {family} / {method} / {variant}: {what} "
+                        f"({row['seconds']:.1f} s)",
+                        flush=True,
+                    )
+    cols = [
+        "finding",
+        "family",
+        "method",
+        "variant",
+        "status",
+        "reason",
+        "n_train",
+        "n_train_sizes",
+        "are",
+        "coverage_90",
+        "seconds",
+        "warnings",
+    ]
+    per_family = pd.DataFrame(rows, columns=cols)
+    summary = summarize_differences(
+        per_family, "all", "are", n_boot=n_boot, level=level, random_seed=random_seed
+    )
+    return Findings(per_family=per_family, summary=summary)
+
+
+def _findings_cell(
+    method: str,
+    train: pd.DataFrame,
+    target: pd.DataFrame,
+    family: str,
+    fit_kwargs: Mapping[str, Any] | None,
+    random_seed: int,
+) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    out: dict[str, Any] = {"are": np.nan, "coverage_90": np.nan, "warnings": ""}
+    need_sizes = 2 if method in _LAW_METHODS else 1
+    if len(target) == 0:
+        return out | {"status": "skipped", "reason": "empty F_target", "seconds": 0.0}
+    if len(train) == 0 or train["params"].nunique() < need_sizes:
+        reason = f"F_train has {train['params'].nunique() if len(train) else 0} sizes"
+        return out | {"status": "skipped", "reason": reason, "seconds": 0.0}
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pred, samples = fit_and_predict(
+                method, train, target, family, fit_kwargs, random_seed=random_seed
+            )
+        scores = score_prediction(target, pred, _BAND.get(method, "observed"), samples)
+        out |= {"are": scores["are"], "coverage_90": scores.get("coverage_90", np.nan)}
+        out |= {"status": "ok", "reason": ""}
+    except Exception as err:  # e.g. too few rows for a 5-parameter least-squares fit
+        out |= {"status": "failed", "reason": f"{type(err).__name__}: {err}"}
+    out["warnings"] = _summarize_warnings(caught)
+    out["seconds"] = time.perf_counter() - t0
+    return out
