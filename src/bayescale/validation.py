@@ -23,8 +23,10 @@ The pieces here are shared by ``benchmarks/sbc.py``, ``benchmarks/robustness.py`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing as mp
+import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -38,10 +40,12 @@ import pandas as pd
 from scipy import stats
 
 from bayescale.data.validate import validate
-from bayescale.models.design import build_design
-from bayescale.models.hierarchical import log_mean_curve
+from bayescale.models.design import Design, build_design
+from bayescale.models.hierarchical import build_model, log_mean_curve
 from bayescale.models.likelihood import ar_phi
+from bayescale.models.options import ModelOptions
 from bayescale.models.priors import THETA_NAMES, resolve_priors, theta_prior_arrays
+from bayescale.models.start import initial_point
 from bayescale.simulate import simulate
 
 #: Population parameters and noise scales SBC must calibrate (names used in tables and plots).
@@ -213,6 +217,180 @@ def draw_from_prior(
         d0=design.d0,
         extra={"design": design},
     )
+
+
+# --------------------------------------------------------------------------- refitting
+@dataclass(frozen=True)
+class _SharedLossDesign(Design):
+    """A design whose ``log_loss`` is a PyTensor shared variable (values swapped per refit)."""
+
+    fixed_n_obs: int = 0
+
+    @property
+    def n_obs(self) -> int:
+        return self.fixed_n_obs
+
+
+class RefitModel:
+    """The model compiled once for a run-table layout, refitted to new losses on that layout.
+
+    :func:`bayescale.fit` builds and compiles the model for every data set (about half of a
+    small fit's cost). Studies that fit many data sets with the same families, runs and tokens
+    (SBC, coverage) build the same model with the log-losses in a shared variable and the
+    starting point in shared variables, compile it once, and per data set only swap the data,
+    recompute the least-squares start and sample. Everything else (model, priors, start,
+    jitter, nutpie settings, post-processing into a :class:`bayescale.ScalingLawFit`) is what
+    :func:`bayescale.fit` does.
+
+    Parameters
+    ----------
+    template
+        Run table fixing the layout (its losses only set the compile-time values).
+    priors
+        Prior overrides, as for :func:`bayescale.fit`.
+    n0, d0
+        Reference scales (default: the template's geometric means).
+    likelihood, autocorrelation
+        Model options, as for :func:`bayescale.fit`.
+    draws, tune, chains, target_accept
+        Sampler settings, as for :func:`bayescale.fit`.
+    """
+
+    _LOSS_NAME = "bayescale_refit_log_loss"
+
+    def __init__(
+        self,
+        template: pd.DataFrame,
+        *,
+        priors: Mapping[str, Mapping[str, float]] | None = None,
+        n0: float | None = None,
+        d0: float | None = None,
+        likelihood: str = "normal",
+        autocorrelation: str | None = None,
+        draws: int = 1000,
+        tune: int = 1000,
+        chains: int = 4,
+        target_accept: float = 0.9,
+    ) -> None:
+        import nutpie
+        import pytensor
+
+        if autocorrelation is None:
+            autocorrelation = "log_tokens" if likelihood == "normal" else "none"
+        self.options = ModelOptions(
+            likelihood=likelihood,  # type: ignore[arg-type]
+            autocorrelation=autocorrelation,  # type: ignore[arg-type]
+        )
+        data = validate(template)
+        self.design = build_design(data, n0=n0, d0=d0)
+        self.priors = resolve_priors(self.design.n0, self.design.d0, priors)
+        self.sampling = {"draws": draws, "tune": tune, "chains": chains,
+                         "target_accept": target_accept}
+        fields_ = {f.name: getattr(self.design, f.name) for f in dataclasses.fields(Design)}
+        loss = pytensor.shared(self.design.log_loss.copy(), name=self._LOSS_NAME)
+        shared_design = _SharedLossDesign(
+            **{**fields_, "log_loss": loss}, fixed_n_obs=self.design.n_obs
+        )
+        model = build_model(shared_design, self.priors, self.options)
+        start = initial_point(self.design, self.priors, self.options)
+        self._start = {
+            name: pytensor.shared(np.asarray(value, dtype=float), name=f"bayescale_start_{name}")
+            for name, value in start.items()
+        }
+        jitter = {model[n] for n in ("tau_theta", "sigma_seed", "sigma_obs")
+                  if n in model.named_vars}
+        self._compiled = nutpie.compile_pymc_model(
+            model, backend="numba", initial_points=self._start, jitter_rvs=jitter
+        )
+
+    def _check_layout(self, design: Design) -> None:
+        ref = self.design
+        same = (
+            np.array_equal(design.runs, ref.runs)
+            and np.array_equal(design.families, ref.families)
+            and np.array_equal(design.obs_run, ref.obs_run)
+            and np.allclose(design.obs_log_d, ref.obs_log_d)
+            and np.allclose(design.run_log_n, ref.run_log_n)
+        )
+        if not same:
+            raise ValueError("runs do not have the template's families, runs and tokens")
+
+    def fit(self, runs: pd.DataFrame, random_seed: int = 0) -> Any:
+        """Fit the compiled model to ``runs`` (same layout as the template).
+
+        Returns
+        -------
+        bayescale.ScalingLawFit
+        """
+        import nutpie
+
+        from bayescale.fit import ScalingLawFit
+
+        data = validate(runs)
+        design = build_design(data, n0=self.design.n0, d0=self.design.d0)
+        self._check_layout(design)
+        for name, value in initial_point(design, self.priors, self.options).items():
+            self._start[name].set_value(np.asarray(value, dtype=float))
+        compiled = self._compiled.with_data(**{self._LOSS_NAME: design.log_loss})
+        chains = self.sampling["chains"]
+        t0 = time.perf_counter()
+        idata = nutpie.sample(
+            compiled,
+            draws=self.sampling["draws"],
+            tune=self.sampling["tune"],
+            chains=chains,
+            cores=max(1, min(chains, os.cpu_count() or 1)),
+            seed=int(random_seed),
+            progress_bar=False,
+            low_rank_modified_mass_matrix=True,
+            target_accept=self.sampling["target_accept"],
+            save_warmup=False,
+        )
+        meta = {
+            "law": "chinchilla",
+            "options": self.options.to_dict(),
+            "priors": self.priors,
+            "n0": design.n0,
+            "d0": design.d0,
+            "random_seed": int(random_seed),
+            "sampler": "nutpie",
+            "sampling_seconds": time.perf_counter() - t0,
+        }
+        return ScalingLawFit._from_sampling(idata, data, design, self.options, meta)
+
+
+_REFIT_CACHE: dict[str, RefitModel] = {}
+
+
+def fit_same_layout(runs: pd.DataFrame, random_seed: int = 0, **kwargs: Any) -> Any:
+    """:func:`bayescale.fit` through a :class:`RefitModel` cached per layout and settings.
+
+    The first call in a process compiles the model for the layout of ``runs``; later calls with
+    the same families, runs, tokens and keyword arguments reuse it. The posterior is the one
+    :func:`bayescale.fit` returns with the same arguments and seed.
+
+    Parameters
+    ----------
+    runs
+        Run table.
+    random_seed
+        Sampler seed.
+    **kwargs
+        ``priors``, ``n0``, ``d0``, ``likelihood``, ``autocorrelation``, ``draws``, ``tune``,
+        ``chains``, ``target_accept`` (``progressbar`` is ignored).
+
+    Returns
+    -------
+    bayescale.ScalingLawFit
+    """
+    kwargs = {k: v for k, v in kwargs.items() if k != "progressbar"}
+    data = validate(runs)
+    layout = pd.util.hash_pandas_object(data[["family", "run", "params", "tokens"]], index=False)
+    key = f"{int(layout.sum())}|{json.dumps(kwargs, sort_keys=True, default=str)}"
+    if key not in _REFIT_CACHE:
+        _REFIT_CACHE.clear()  # one layout at a time per process
+        _REFIT_CACHE[key] = RefitModel(data, **kwargs)
+    return _REFIT_CACHE[key].fit(data, random_seed=random_seed)
 
 
 # --------------------------------------------------------------------------- ranks
@@ -410,6 +588,9 @@ def run_sbc_replication(
 ) -> dict[str, Any]:
     """One SBC replication: prior draw -> data -> fit -> ranks (seeded by ``index``).
 
+    The fit is :func:`bayescale.fit`'s (default model options), made through
+    :func:`fit_same_layout` so a worker process compiles the model once.
+
     Parameters
     ----------
     index
@@ -434,14 +615,12 @@ def run_sbc_replication(
         ``index``, ``ranks`` and ``ess`` (by name), ``truth``, ``divergences``, ``max_rhat``,
         ``seconds``.
     """
-    from bayescale.fit import fit
-
     t0 = time.perf_counter()
     template = sbc_design(**(design or {}))
     draw = draw_from_prior(template, (base_seed, index), priors=priors)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = fit(
+        result = fit_same_layout(
             draw.runs,
             priors=priors,
             n0=draw.n0,
@@ -451,7 +630,6 @@ def run_sbc_replication(
             chains=chains,
             random_seed=base_seed * 100_000 + index,
             target_accept=target_accept,
-            progressbar=False,
         )
     ranks, ess = sbc_ranks(result.idata.posterior, draw.truth, names, n_keep=n_keep)
     diag = result.diagnostics
@@ -569,6 +747,8 @@ def run_coverage_replication(
 ) -> dict[str, Any]:
     """Simulate, hold out the largest size, fit the rest and score the predictive bands.
 
+    The fit is :func:`bayescale.fit`'s, made through :func:`fit_same_layout`.
+
     Parameters
     ----------
     index
@@ -598,8 +778,6 @@ def run_coverage_replication(
         final checkpoints inside the band), ``n_targets``, ``divergences``, ``max_rhat``,
         ``seconds``.
     """
-    from bayescale.fit import fit
-
     t0 = time.perf_counter()
     rng = np.random.default_rng((base_seed, index))
     sim = simulate(**{**(simulate_kwargs or {}), "random_seed": rng})
@@ -613,7 +791,7 @@ def run_coverage_replication(
               **(fit_kwargs or {})}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = fit(train, random_seed=base_seed * 100_000 + index, **kwargs)
+        result = fit_same_layout(train, random_seed=base_seed * 100_000 + index, **kwargs)
     scored = predictive_coverage(result, targets, levels=levels)
     diag = result.diagnostics
     return {
