@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bayescale.data.prepare import drop_warmup
 from bayescale.data.validate import validate
 from bayescale.models.design import Design, build_design
 from bayescale.models.hierarchical import build_model, log_mean_curve
@@ -743,6 +744,7 @@ def run_coverage_replication(
     fit_kwargs: Mapping[str, Any] | None = None,
     spike_size: float | None = None,
     eval_from_fraction: float = 0.0,
+    drop_warmup_fraction: float | None = None,
     levels: Sequence[float] = (0.5, 0.9),
 ) -> dict[str, Any]:
     """Simulate, hold out the largest size, fit the rest and score the predictive bands.
@@ -768,6 +770,9 @@ def run_coverage_replication(
     eval_from_fraction
         Score only target checkpoints at or after this fraction of their run (e.g. the end of
         a simulated warm-up the law does not describe).
+    drop_warmup_fraction
+        When given, fit only checkpoints at or after this fraction of their run
+        (:func:`bayescale.drop_warmup` with ``min_fraction``), after adding the spike.
     levels
         Central probabilities of the ``observed`` bands scored.
 
@@ -786,6 +791,8 @@ def run_coverage_replication(
         raise ValueError(f"no run with params >= {held_out_params:g} to hold out")
     if spike_size is not None:
         train, _ = inject_spike(train, rng, spike_size, min_fraction=eval_from_fraction)
+    if drop_warmup_fraction is not None:
+        train = drop_warmup(train, min_tokens=None, min_fraction=drop_warmup_fraction)
     targets = targets.loc[targets["tokens"].to_numpy() >= eval_from_fraction * _run_tokens(targets)]
     kwargs = {"draws": 500, "tune": 500, "chains": 2, "progressbar": False,
               **(fit_kwargs or {})}
