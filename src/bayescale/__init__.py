@@ -22,17 +22,23 @@ from bayescale.data.validate import validate
 from bayescale.errors import DataError, SamplingWarning
 from bayescale.fit import ScalingLawFit, fit, load
 from bayescale.intervals import prediction_dataset
+from bayescale.kaplan_fit import KaplanFit, fit_kaplan
+from bayescale.laws.kaplan import KAPLAN_2020
 from bayescale.models.options import ModelOptions
 from bayescale.models.priors import DEFAULT_PRIORS
 from bayescale.prior_check import prior_predictive
 from bayescale.seeds import SeedVariability, seed_variability
 from bayescale.simulate import Simulation, simulate
+from bayescale.simulate_kaplan import KaplanSimulation, simulate_kaplan
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_PRIORS",
+    "KAPLAN_2020",
     "DataError",
+    "KaplanFit",
+    "KaplanSimulation",
     "ModelOptions",
     "ProtocolSplit",
     "SamplingWarning",
@@ -43,6 +49,7 @@ __all__ = [
     "drop_warmup",
     "final_fraction",
     "fit",
+    "fit_kaplan",
     "list_datasets",
     "load",
     "load_dataset",
@@ -52,6 +59,7 @@ __all__ = [
     "protocol_split",
     "seed_variability",
     "simulate",
+    "simulate_kaplan",
     "thin_log_spaced",
     "validate",
 ]

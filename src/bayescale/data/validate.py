@@ -7,7 +7,7 @@ and the offending rows, runs or columns.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -48,6 +48,7 @@ def validate(
     *,
     allow_perplexity: bool = False,
     allow_small_tokens: bool = False,
+    require: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Check a run table and return it with canonical dtypes, sorted by family, run and tokens.
 
@@ -64,6 +65,10 @@ def validate(
         really are losses).
     allow_small_tokens
         Accept token counts that are all below 1e6 (they usually are billions or log10 values).
+    require
+        Optional columns this use needs on top of the required ones, e.g.
+        ``("step", "batch_size")`` for the Kaplan law. They must be present, and the numeric
+        ones among them (``step``, ``batch_size``, ``run_tokens``) finite and positive.
 
     Returns
     -------
@@ -75,7 +80,7 @@ def validate(
     Raises
     ------
     DataError
-        On missing required columns, missing or non-finite values, non-positive
+        On missing required (or ``require``-d) columns, missing or non-finite values, non-positive
         params/tokens/loss, a run with two parameter counts or two families, duplicate
         ``(run, tokens)`` pairs, and on perplexity-like losses or tiny token counts unless
         explicitly allowed. The message names the offending rows, runs or columns.
@@ -88,6 +93,7 @@ def validate(
             f"missing required column(s) {_listing(missing)}; "
             f"a run table needs {', '.join(REQUIRED_COLUMNS)} (found {_listing(df.columns, 12)})"
         )
+    _check_required_extras(df, require)
     if df.columns.duplicated().any():
         raise DataError(f"duplicate column names: {_listing(df.columns[df.columns.duplicated()])}")
     if len(df) == 0:
@@ -153,6 +159,43 @@ def validate(
 
     out = out.sort_values(["family", "run", "tokens"], kind="mergesort").reset_index(drop=True)
     return out
+
+
+_EXTRA_MEANING = {
+    "step": "the optimizer step of each checkpoint",
+    "batch_size": "tokens per optimizer step",
+    "run_tokens": "planned total tokens of the run",
+}
+_POSITIVE_EXTRAS = tuple(_EXTRA_MEANING)
+
+
+def _check_required_extras(df: pd.DataFrame, require: Sequence[str]) -> None:
+    """Refuse a table without the optional columns a law needs, naming what they mean."""
+    require = [require] if isinstance(require, str) else list(require)
+    missing = [c for c in require if c not in df.columns]
+    if missing:
+        described = ", ".join(
+            f"{c!r} ({_EXTRA_MEANING[c]})" if c in _EXTRA_MEANING else repr(c) for c in missing
+        )
+        raise DataError(
+            f"this law needs column(s) {described}, missing from the run table "
+            f"(found {_listing(df.columns, 12)}); e.g. law='kaplan' needs 'step' and "
+            "'batch_size' for every checkpoint"
+        )
+    for col in require:
+        if col not in _POSITIVE_EXTRAS:
+            continue
+        original = df[col]
+        values = pd.to_numeric(original, errors="coerce").astype("float64").to_numpy()
+        bad = ~np.isfinite(values) | (np.nan_to_num(values, nan=-1.0) <= 0) | _bool_mask(original)
+        if bad.any():
+            rows = df.index[bad]
+            runs = pd.unique(df.loc[bad, "run"]) if "run" in df.columns else []
+            raise DataError(
+                f"column {col!r} ({_EXTRA_MEANING[col]}) must be a positive number in every row "
+                f"this law uses; {int(bad.sum())} row(s) are missing, non-numeric or not "
+                f"positive: index {_listing(rows)}, in run(s) {_listing(runs)}"
+            )
 
 
 def _raise_rows(df: pd.DataFrame, mask: np.ndarray, problem: str) -> None:
