@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import arviz as az
 import numpy as np
@@ -37,9 +37,12 @@ from bayescale.models.options import ModelOptions
 from bayescale.models.priors import resolve_priors
 from bayescale.models.start import initial_point
 
+if TYPE_CHECKING:
+    from bayescale.kaplan_fit import KaplanFit
+
 __all__ = ["ScalingLawFit", "fit", "load"]
 
-SUPPORTED_LAWS = ("chinchilla",)
+SUPPORTED_LAWS = ("chinchilla", "kaplan")
 _FORMAT_VERSION = 1
 
 
@@ -64,7 +67,7 @@ def fit(
     progressbar: bool = True,
     n0: float | None = None,
     d0: float | None = None,
-) -> ScalingLawFit:
+) -> ScalingLawFit | KaplanFit:
     """Fit the hierarchical Bayesian scaling law to a run table with NUTS.
 
     Parameters
@@ -72,7 +75,10 @@ def fit(
     runs
         Tidy run table, one row per checkpoint (see :func:`bayescale.validate`).
     law
-        ``"chinchilla"``: ``L = E + A/N^alpha + B/D^beta``.
+        ``"chinchilla"``: ``L = E + A/N^alpha + B/D^beta``. ``"kaplan"``: the Kaplan/Su law
+        with steps and batch size (needs ``step`` and ``batch_size`` columns; returns a
+        :class:`bayescale.KaplanFit`, see :func:`bayescale.kaplan_fit.fit_kaplan`; takes
+        ``hierarchy``, ``autocorrelation``, ``priors``, the sampler settings and ``n0``).
     hierarchy
         ``("family",)`` or ``("arch", "family")``.
     likelihood, autocorrelation, seed_by_size, correlated_families, family_parameterization, \
@@ -96,7 +102,7 @@ config_effects
 
     Returns
     -------
-    ScalingLawFit
+    ScalingLawFit or KaplanFit
 
     Warns
     -----
@@ -105,6 +111,19 @@ config_effects
     """
     if law not in SUPPORTED_LAWS:
         raise ValueError(f"law must be one of {SUPPORTED_LAWS}; got {law!r}")
+    if law == "kaplan":
+        from bayescale.kaplan_fit import fit_kaplan
+
+        if likelihood != "normal" or seed_by_size or correlated_families or d0 is not None:
+            raise ValueError(
+                "law='kaplan' has the normal likelihood only and no seed_by_size, "
+                "correlated_families or d0 options"
+            )
+        return fit_kaplan(
+            runs, hierarchy, autocorrelation=autocorrelation, priors=priors, sampler=sampler,
+            draws=draws, tune=tune, chains=chains, random_seed=random_seed,
+            target_accept=target_accept, progressbar=progressbar, n0=n0,
+        )
     if autocorrelation is None:  # AR(1) needs the Gaussian likelihood
         autocorrelation = "log_tokens" if likelihood == "normal" else "none"
     options = ModelOptions(
@@ -558,6 +577,62 @@ class ScalingLawFit:
             raise KeyError(f"unknown config {config!r}; configs in this fit: {configs[:10]}")
         return config, configs.index(config)
 
+    def compute_optimal(
+        self,
+        flops: float | Sequence[float] | np.ndarray,
+        family: str | None = None,
+        *,
+        arch: str | None = None,
+        levels: Sequence[float] = DEFAULT_LEVELS,
+        random_seed: int | None = None,
+    ) -> xr.Dataset:
+        """Compute-optimal parameters and tokens for a budget of ``flops`` (``C = 6 N D``).
+
+        Per posterior draw of ``(E, A, alpha, B, beta)``:
+        ``N_opt = G (C/6)^(beta/(alpha+beta))``, ``D_opt = C / (6 N_opt)`` with
+        ``G = (alpha A / (beta B))^(1/(alpha+beta))`` (see
+        :func:`bayescale.derived.chinchilla_compute_optimal`).
+
+        Parameters
+        ----------
+        flops
+            Training compute budgets ``C`` in FLOPs.
+        family, arch
+            As in :meth:`predict` (``None`` or an unknown name: a new family).
+        levels
+            Central interval probabilities.
+        random_seed
+            Seed of the new-family draws (default: the fit's seed).
+
+        Returns
+        -------
+        xarray.Dataset
+            Over ``point`` (coord ``flops``): ``params``, ``tokens``, ``loss`` (posterior
+            medians; ``loss`` is the mean loss at the optimum) and ``params_interval``,
+            ``tokens_interval``, ``loss_interval`` (point, level, bound); see
+            :mod:`bayescale.derived`.
+        """
+        from bayescale.derived import (
+            broadcast_inputs,
+            chinchilla_compute_optimal,
+            quantity_dataset,
+        )
+        from bayescale.laws.chinchilla import from_reference_scale
+
+        x = broadcast_inputs(flops=flops)
+        seed = self.random_seed if random_seed is None else int(random_seed)
+        theta = self._theta_draws(family, arch, np.random.default_rng([seed, 4]))
+        usual = from_reference_scale(
+            theta[:, 0], theta[:, 1], np.exp(theta[:, 2]), theta[:, 3], np.exp(theta[:, 4]),
+            self.n0, self.d0,
+        )
+        draws = chinchilla_compute_optimal(
+            x["flops"][None, :], *(usual[k][:, None] for k in LAW_PARAMS)
+        )
+        known = family is not None and family in self.families
+        attrs = {"family": family if known else "(new family)", "law": "chinchilla"}
+        return quantity_dataset(draws, x, levels, attrs)
+
     # ----------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:
         """Write the fit (posterior, data, options) to one NetCDF file."""
@@ -576,10 +651,11 @@ class ScalingLawFit:
         )
 
 
-def load(path: str | Path) -> ScalingLawFit:
-    """Load a fit written by :meth:`ScalingLawFit.save`.
+def load(path: str | Path) -> ScalingLawFit | KaplanFit:
+    """Load a fit written by :meth:`ScalingLawFit.save` or :meth:`KaplanFit.save`.
 
-    The loaded fit predicts identically to the saved one.
+    The law stored in the file decides the class. The loaded fit predicts identically to the
+    saved one.
     """
     with _quiet_arviz():
         idata = az.from_netcdf(str(path))
@@ -589,6 +665,10 @@ def load(path: str | Path) -> ScalingLawFit:
     fit_data = idata["fit_data"]
     meta = json.loads(fit_data.attrs["bayescale_meta"])
     data = _dataset_to_frame(fit_data)
+    if meta.get("law") == "kaplan":
+        from bayescale.kaplan_fit import KaplanFit
+
+        return KaplanFit(idata=idata, data=data, meta=meta)
     opts = dict(meta["options"])
     opts["hierarchy"] = tuple(opts["hierarchy"])
     return ScalingLawFit(idata=idata, data=data, options=ModelOptions(**opts), meta=meta)
