@@ -13,12 +13,14 @@ any proper prior as long as simulation and fit share it, so both use :data:`SBC_
 population sds and family spreads, default noise, seed and AR priors), whose curves span
 roughly 1.3-20 nats.
 
-Replications run in worker processes (one nutpie compile + 2 chain threads each), seeded by
-their index; results are appended to a JSON-lines file so an interrupted study can resume.
+Replications run in worker processes, seeded by their index; each worker compiles the model
+once (:func:`bayescale.validation.fit_same_layout`, same posterior as :func:`bayescale.fit`) and
+samples 2 chains in threads. Results are appended to a JSON-lines file so an interrupted study
+can resume.
 
 Usage::
 
-    python benchmarks/sbc.py --reps 100 --workers 2          # full study (~30 min on 2 cores)
+    python benchmarks/sbc.py --reps 100 --workers 2          # full study (~10 min on 2 free cores)
     python benchmarks/sbc.py --reps 8 --draws 200 --tune 300 # quick look
 """
 
@@ -26,9 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from functools import partial
 from pathlib import Path
 
@@ -39,6 +39,7 @@ from bayescale.validation import (
     SBC_MAIN,
     plot_rank_histograms,
     rank_uniformity,
+    run_parallel,
     run_sbc_replication,
 )
 
@@ -96,17 +97,7 @@ def main() -> None:
     )
     t0 = time.perf_counter()
     if todo:
-        ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(args.workers, mp_context=ctx) as pool, args.out.open("a") as fh:
-            futures = [pool.submit(job, i) for i in todo]
-            for k, fut in enumerate(as_completed(futures), 1):
-                rec = fut.result()
-                done[rec["index"]] = rec
-                fh.write(json.dumps(rec) + "\n")
-                fh.flush()
-                print(f"  [{k}/{len(todo)}] rep {rec['index']}: {rec['seconds']:.0f}s, "
-                      f"{rec['divergences']} divergences, "
-                      f"elapsed {time.perf_counter() - t0:.0f}s", flush=True)
+        done.update(run_parallel(job, todo, args.workers, args.out, "sbc"))
     wall = time.perf_counter() - t0
     records = [done[i] for i in sorted(done) if i < args.reps]
     report(records, args, wall)
@@ -119,9 +110,13 @@ def report(records: list[dict], args: argparse.Namespace, wall: float) -> None:
     divs = np.array([r["divergences"] for r in records])
     rhat = np.array([r["max_rhat"] for r in records])
     print(f"\n{n} replications; wall time this session {wall:.0f}s; per replication "
-          f"{np.median(seconds):.0f}s median (process time incl. compile); "
+          f"{np.median(seconds):.0f}s median (wall, in its worker; first ones compile); "
           f"divergences: {np.mean(divs > 0):.0%} of fits, median {np.median(divs):.0f}; "
           f"max R-hat > 1.01 in {np.mean(rhat > 1.01):.0%}")
+    step = args.chains * args.draws / args.keep
+    print(f"ranks among L={args.keep} draws thinned evenly from {args.chains}x{args.draws} "
+          f"(every {step:.1f}th); ESS<L: share of fits whose bulk ESS of the quantity was "
+          "below L")
     header = (f"{'quantity':<14}{'chi2':>8}{'p':>8}{'tails':>8}{'mean':>7}"
               f"{'ESS<L':>7}  counts per bin (expected {n / args.bins:.1f})")
     print(header)
