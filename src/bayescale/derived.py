@@ -78,13 +78,20 @@ def quantity_dataset(
     data_vars: dict[str, tuple] = {}
     for name, samples in draws.items():
         samples = np.asarray(samples, dtype=float)
-        data_vars[name] = ("point", np.quantile(samples, 0.5, axis=0))
-        quant = np.quantile(samples, probs.ravel(), axis=0)
+        data_vars[name] = ("point", _quantile(samples, np.array(0.5)))
+        quant = _quantile(samples, probs.ravel())
         data_vars[f"{name}_interval"] = (
             ("point", "level", "bound"),
             quant.reshape(len(levels), 2, -1).transpose(2, 0, 1),
         )
     return xr.Dataset(data_vars, coords=coords, attrs=dict(attrs or {}))
+
+
+def _quantile(samples: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Quantiles over axis 0 that keep ``+-inf`` draws (plain interpolation gives NaN)."""
+    big = np.finfo(float).max
+    quant = np.quantile(np.clip(samples, -big, big), probs, axis=0)
+    return np.where(quant >= big, np.inf, np.where(quant <= -big, -np.inf, quant))
 
 
 def chinchilla_compute_optimal(
