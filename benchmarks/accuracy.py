@@ -14,6 +14,16 @@ bands; summary rows), and writes ``accuracy.csv`` (the tidy per family x method 
 ``accuracy_table.csv`` (the printed table) and ``accuracy_heatmap.png`` (ARE grids over number of
 models x fraction of training and x scale-up for ``--grid-family``) to ``--out``.
 
+Two further studies share the family selection (``--study``):
+
+* ``transfer``: every ``--families`` pattern is one multi-family dataset; each of its families is
+  predicted from one run plus the other families (hierarchical borrowing) and with Muennighoff's
+  fixed ``(A, alpha)`` (:func:`bayescale.evaluate.transfer`) -> ``transfer.csv``;
+* ``findings``: the guide's findings (intermediate checkpoints, the 10B cut, number of models)
+  as paired per-family ARE differences with bootstrap intervals
+  (:func:`bayescale.evaluate.paper_findings`, methods from ``--methods``) ->
+  ``findings_per_family.csv`` and ``findings_summary.csv``.
+
 Usage::
 
     python benchmarks/accuracy.py                 # everything (long: one NUTS fit per family)
@@ -167,6 +177,59 @@ def target_check(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["target", "value", "goal", "met"])
 
 
+def run_study(args: argparse.Namespace) -> None:
+    """The ``transfer`` and ``findings`` studies (see the module docstring)."""
+    from bayescale.evaluate import paper_findings, transfer
+
+    fit_kwargs = {
+        "draws": args.draws or 1000,
+        "tune": args.tune or 1000,
+        "chains": args.chains or 4,
+    }
+    runs = bundled_families()
+    names = sorted(runs["family"].unique())
+    patterns = args.families or ["*"]
+    max_points = args.max_points or None  # --max-points 0: every checkpoint
+    args.out.mkdir(parents=True, exist_ok=True)
+    tag = f"_{args.tag}" if args.tag else ""
+    t0 = time.perf_counter()
+    if args.study == "transfer":
+        methods = [m for m in args.methods if m in ("bayescale",)] + ["muennighoff"]
+        frames = []
+        for pattern in patterns:
+            group = [f for f in names if fnmatch.fnmatch(f, pattern)]
+            print(f"transfer within {pattern}: {len(group)} families; {fit_kwargs}", flush=True)
+            out = transfer(
+                runs[runs["family"].isin(group)],
+                methods=methods,
+                fit_kwargs=fit_kwargs,
+                random_seed=args.seed,
+                max_points=max_points,
+            )
+            frames.append(out.assign(group=pattern))
+        result = pd.concat(frames, ignore_index=True)
+        result.to_csv(args.out / f"transfer{tag}.csv", index=False)
+        ok = result[result["status"] == "ok"]
+        table = ok.pivot_table(
+            index=["group", "family"], columns="method", values=["are", "coverage_90"]
+        )
+        print((100 * table).round(2).to_string())
+    else:
+        chosen = [f for f in names if any(fnmatch.fnmatch(f, p) for p in patterns)]
+        methods = args.methods if args.methods != list(METHODS) else ["curve_fit"]
+        found = paper_findings(
+            runs[runs["family"].isin(chosen)],
+            methods=methods,
+            fit_kwargs=fit_kwargs,
+            random_seed=args.seed,
+            max_points=max_points,
+        )
+        found.per_family.to_csv(args.out / f"findings_per_family{tag}.csv", index=False)
+        found.summary.to_csv(args.out / f"findings_summary{tag}.csv", index=False)
+        print(found.summary.round(4).to_string())
+    print(f"{args.study} took {time.perf_counter() - t0:.0f} s; fit settings {fit_kwargs}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -178,7 +241,9 @@ def main() -> None:
     parser.add_argument("--tune", type=int, default=None, help="NUTS tuning steps (1000)")
     parser.add_argument("--chains", type=int, default=None, help="chains (4; --quick: 2)")
     parser.add_argument("--n-boot", type=int, default=None, help="bootstrap replicates (200)")
-    parser.add_argument("--max-points", type=int, default=40)
+    parser.add_argument(
+        "--max-points", type=int, default=40, help="checkpoints per training run (studies: 0 = all)"
+    )
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument(
         "--families",
@@ -193,8 +258,13 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--study", default="accuracy", choices=["accuracy", "transfer", "findings"])
+    parser.add_argument("--tag", default="", help="suffix of the output file names")
     args = parser.parse_args()
     os.environ.setdefault("MPLBACKEND", "Agg")
+    if args.study != "accuracy":
+        run_study(args)
+        return
 
     draws = args.draws or (200 if args.quick else 1000)
     tune = args.tune or (200 if args.quick else 1000)

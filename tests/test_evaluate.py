@@ -429,7 +429,7 @@ def test_paper_findings_with_bayescale_small():
     out = paper_findings(
         runs,
         methods=("bayescale",),
-        findings=("warmup_cut",),
+        findings=("checkpoints",),  # final-only: one checkpoint per run (AR(1) switched off)
         fit_kwargs={"draws": 150, "tune": 250, "chains": 2},
         max_points=6,
         verbose=False,

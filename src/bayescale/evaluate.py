@@ -315,7 +315,8 @@ def fit_and_predict(
         ``train``).
     fit_kwargs
         Keyword arguments of :func:`bayescale.fit` (``progressbar`` defaults to False and
-        ``random_seed`` to ``random_seed``).
+        ``random_seed`` to ``random_seed``; ``autocorrelation`` to ``"none"`` when every
+        training run has a single checkpoint, where AR(1) noise is the same model).
     n_boot
         Bootstrap replicates of ``"huber_bootstrap"``.
     random_seed
@@ -335,6 +336,11 @@ def fit_and_predict(
         import bayescale
 
         kwargs = {"progressbar": False, "random_seed": random_seed, **dict(fit_kwargs or {})}
+        if "run" in train.columns and train.groupby("run").size().max() == 1:
+            # One checkpoint per run: the AR(1) checkpoint noise has nothing to correlate and is
+            # the same model as independent noise; bayescale.fit's AR(1) likelihood fails to
+            # initialize on such data (e.g. Chinchilla's IsoFLOP points, final-only fits).
+            kwargs.setdefault("autocorrelation", "none")
         if family is None and "family" in train.columns:
             family = str(train["family"].iloc[0])
         fit = bayescale.fit(train, **kwargs)
