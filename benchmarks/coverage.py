@@ -7,6 +7,10 @@ to the smaller sizes and count the held-out checkpoints inside the 50% and 90% `
 bands (new seed of the same family, checkpoint noise included). Target: within 5 points of
 nominal.
 
+Measured (50 data sets, 8,000 held-out checkpoints, 2 chains x 500 draws): 50% band 0.531
+(se 0.017), 90% band 0.928 (se 0.012); final checkpoints 0.532 and 0.927. Both within 5 points
+of nominal, slightly conservative.
+
 Usage::
 
     python benchmarks/coverage.py --reps 50 --workers 2

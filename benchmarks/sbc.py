@@ -18,6 +18,13 @@ once (:func:`bayescale.validation.fit_same_layout`, same posterior as :func:`bay
 samples 2 chains in threads. Results are appended to a JSON-lines file so an interrupted study
 can resume.
 
+Measured (100 replications, 2 workers, 2 chains x 500 draws + 500 tune, L = 99, 10 bins;
+25 min wall on 2 cores shared with other jobs, load ~8): chi-square p = 0.95 (mu_log_E), 0.21
+(mu_a), 0.78 (mu_log_alpha), 0.62 (mu_b), 0.83 (mu_log_beta), 0.78 (sigma_seed), 0.74
+(sigma_obs); family spreads 0.44-0.90, ar_rho 0.88; tail shares 0.17-0.25 (no U or cap shape).
+99% of fits had divergent transitions (median 12 of 1000 draws) without visible effect on the
+ranks.
+
 Usage::
 
     python benchmarks/sbc.py --reps 100 --workers 2          # full study (~10 min on 2 free cores)
