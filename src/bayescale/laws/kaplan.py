@@ -37,10 +37,12 @@ precision (relative error below 1e-13 against :func:`scipy.optimize.brentq` over
 ``tests/test_kaplan_law.py``'s grid of constants, sizes, steps and batch sizes, which spans
 8 orders of magnitude of ``Bcrit/B``).
 
-Gradients: the iterations run under :func:`pytensor.gradient.zero_grad`; one last Newton
-step ``x* - g(x*; theta) / g'(x*)`` (with ``g'`` also held constant) carries the gradient, which
-is then exactly the implicit-function-theorem gradient ``-(dg/dtheta) / g'`` at the root. The
-graph is pure elementwise PyTensor, so it compiles under nutpie's numba backend.
+Gradients: the iterations run in one Op without gradient (:class:`KaplanRoot`, with a numba
+implementation so nutpie's numba backend compiles it as a per-point loop with early exit; an
+unrolled chain of elementwise steps took minutes to JIT-compile); one last Newton step
+``x* - g(x*; theta) / g'(x*)`` (with ``g'`` held constant) carries the gradient, which is then
+exactly the implicit-function-theorem gradient ``-(dg/dtheta) / g'`` at the root. Should the
+numba registration be unavailable, the Op still runs (in Python).
 
 Every function takes ``math`` (``numpy`` by default, ``pytensor.tensor`` in the model).
 """
