@@ -10,12 +10,14 @@ import pytest
 import xarray as xr
 from scipy import stats
 
+import bayescale
 from bayescale.intervals import prediction_dataset
 from bayescale.models.hierarchical import log_mean_curve
 from bayescale.models.likelihood import ar_phi
 from bayescale.validation import (
     SBC_EXTRA,
     SBC_MAIN,
+    RefitModel,
     ar1_noise,
     draw_from_prior,
     inject_spike,
@@ -254,3 +256,26 @@ def test_sbc_smoke():
     # expected share of extreme ranks 2/20 = 10%; a sampler stuck at its start or a wrong
     # likelihood puts most truths outside the posterior
     assert extremes / (reps * len(SBC_MAIN)) < 0.25
+
+
+@pytest.mark.slow
+def test_refit_model_gives_the_posterior_of_fit():
+    """Compiling once and swapping data/start reproduces bayescale.fit draw for draw."""
+    import warnings
+
+    template = sbc_design(n_families=2, sizes=(2e7, 2e8), n_seeds=2, n_checkpoints=8)
+    draws = [draw_from_prior(template, i, priors=SMOKE_PRIORS) for i in (1, 2)]
+    settings = {"draws": 50, "tune": 100, "chains": 2}
+    refit = RefitModel(template, priors=SMOKE_PRIORS, n0=draws[0].n0, d0=draws[0].d0, **settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for draw in draws:  # the second data set needs the swapped data and start
+            ours = refit.fit(draw.runs, random_seed=3)
+            ref = bayescale.fit(draw.runs, priors=SMOKE_PRIORS, n0=draw.n0, d0=draw.d0,
+                                random_seed=3, progressbar=False, **settings)
+            for name in ("mu_theta", "theta", "sigma_obs", "run_effect"):
+                np.testing.assert_array_equal(ours.posterior_draws(name),
+                                              ref.posterior_draws(name))
+    other = sbc_design(n_families=2, sizes=(2e7, 6e7), n_seeds=2, n_checkpoints=8)
+    with pytest.raises(ValueError, match="template"):
+        refit.fit(other)
