@@ -104,6 +104,8 @@ class PriorDraw:
         True seed offset of each run on log-loss (in the design's run order).
     n0, d0
         Reference scales the parameters were drawn at (pass them to :func:`bayescale.fit`).
+    extra
+        ``design``: the :class:`bayescale.models.design.Design` the data were drawn on.
     """
 
     runs: pd.DataFrame
