@@ -560,7 +560,8 @@ class ScalingLawFit:
             noise = rng.standard_t(nu, size=base.shape) * sigma
         else:
             noise = rng.standard_normal(base.shape) * sigma
-        out["observed"] = np.exp(base + noise)
+        with np.errstate(over="ignore"):  # Student-t tails can exceed exp's range: inf is right
+            out["observed"] = np.exp(base + noise)
         coords = {"params": ("point", n), "tokens": ("point", d)}
         return xr.Dataset({k: (("sample", "point"), v) for k, v in out.items()}, coords=coords)
 
