@@ -254,7 +254,7 @@ def main() -> None:
     parser.add_argument(
         "--grid-family",
         default=None,
-        help="family of the heatmap (default: olmo-ladder, or the first family)",
+        help="family of the heatmap (default: olmo-ladder, or the first family; 'none': no heatmap)",
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--seed", type=int, default=0)
@@ -336,7 +336,7 @@ def main() -> None:
     grid_family = args.grid_family or (
         "olmo-ladder" if "olmo-ladder" in ok_families else (ok_families or [None])[0]
     )
-    if grid_family is not None:
+    if grid_family is not None and grid_family != "none":
         import matplotlib.pyplot as plt
 
         fam = runs[runs["family"] == grid_family]
