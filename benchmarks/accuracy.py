@@ -220,6 +220,7 @@ def run_study(args: argparse.Namespace) -> None:
         found = paper_findings(
             runs[runs["family"].isin(chosen)],
             methods=methods,
+            findings=args.findings,
             fit_kwargs=fit_kwargs,
             random_seed=args.seed,
             max_points=max_points,
@@ -260,6 +261,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--study", default="accuracy", choices=["accuracy", "transfer", "findings"])
     parser.add_argument("--tag", default="", help="suffix of the output file names")
+    parser.add_argument(
+        "--findings",
+        nargs="+",
+        default=["checkpoints", "warmup_cut", "n_models"],
+        help="findings of --study findings",
+    )
     args = parser.parse_args()
     os.environ.setdefault("MPLBACKEND", "Agg")
     if args.study != "accuracy":
