@@ -96,9 +96,10 @@ def initial_point(
         point["run_effect"] = run_means
         point["nu"] = np.asarray(5.0)
     if options.autocorrelation != "none":
-        # not 0.5: with no consecutive checkpoints the Beta(2, 2) prior alone has zero gradient
-        # there, and nutpie refuses a start with a zero gradient component
-        point["ar_rho"] = np.asarray(0.6)
+        # With no consecutive checkpoints (every run a single one) only the Beta(2, 2) prior
+        # informs rho, and its gradient at 0.5 is zero: nutpie refuses such a start.
+        has_pairs = bool((design.obs_prev >= 0).any())
+        point["ar_rho"] = np.asarray(0.5 if has_pairs else 0.6)
     if options.config_effects:
         point["sigma_config"] = np.asarray(sigma_seed)
         point["sigma_seed"] = np.asarray(max(0.2 * sigma_seed, 1e-3))
