@@ -76,10 +76,21 @@ def run_marginal_loglik(
     """
     var = sigma_obs**2
     k = tau_run**2 / var
-    q_ee, q_e1, q_11, log_det_r = _run_sums(resid, counts, segment_sum, phi, prev, math)
+    sums = _run_sums(resid, counts, segment_sum, phi, prev, math)
+    return _run_loglik(*sums, var, k, counts, math)
+
+
+def _run_loglik(q_ee, q_e1, q_11, log_det_r, var, k, counts, math):
+    """Per-run log marginal likelihood from the run sums (see the module docstring)."""
     log_det = counts * math.log(var) + log_det_r + math.log1p(k * q_11)
     quad = (q_ee - k * q_e1**2 / (1 + k * q_11)) / var
     return -0.5 * (counts * LOG_2PI + log_det + quad)
+
+
+def _config_totals(q_e1, q_11, var, k, config_sum):
+    """``S = sum_r 1' Sigma_r^-1 e_r`` and ``T = sum_r 1' Sigma_r^-1 1`` per config."""
+    denom = var * (1 + k * q_11)
+    return config_sum(q_e1 / denom), config_sum(q_11 / denom)
 
 
 def config_marginal_loglik(
@@ -120,13 +131,8 @@ def config_marginal_loglik(
     var = sigma_obs**2
     k = tau_run**2 / var
     q_ee, q_e1, q_11, log_det_r = _run_sums(resid, counts, segment_sum, phi, prev, math)
-    denom = 1 + k * q_11
-    run_ll = -0.5 * (
-        counts * LOG_2PI + counts * math.log(var) + log_det_r + math.log(denom)
-        + (q_ee - k * q_e1**2 / denom) / var
-    )
-    s_tot = config_sum(q_e1 / (var * denom))
-    t_tot = config_sum(q_11 / (var * denom))
+    run_ll = _run_loglik(q_ee, q_e1, q_11, log_det_r, var, k, counts, math)
+    s_tot, t_tot = _config_totals(q_e1, q_11, var, k, config_sum)
     tc2 = tau_config**2
     return config_sum(run_ll) - 0.5 * math.log1p(tc2 * t_tot) + 0.5 * tc2 * s_tot**2 / (
         1 + tc2 * t_tot
@@ -152,9 +158,7 @@ def config_effect_conditional(
     var = sigma_obs**2
     k = tau_run**2 / var
     _, q_e1, q_11, _ = _run_sums(resid, counts, segment_sum, phi, prev, np)
-    denom = 1 + k * q_11
-    s_tot = config_sum(q_e1 / (var * denom))
-    t_tot = config_sum(q_11 / (var * denom))
+    s_tot, t_tot = _config_totals(q_e1, q_11, var, k, config_sum)
     precision = 1 / tau_config**2 + t_tot
     return s_tot / precision, np.sqrt(1 / precision)
 
