@@ -16,7 +16,8 @@ import xarray as xr
 from scipy.stats import t as student_t
 
 from bayescale.data.validate import validate
-from bayescale.inference import Diagnostics, Sampler, diagnose, sample_model, warn_on_problems
+from bayescale.fit_base import FitBase
+from bayescale.inference import Sampler, sample_model, warn_on_problems
 from bayescale.intervals import DEFAULT_LEVELS, broadcast_points, prediction_dataset
 from bayescale.models.design import Design, build_design
 from bayescale.models.hierarchical import (
@@ -26,10 +27,8 @@ from bayescale.models.hierarchical import (
     reference_log_loss,
 )
 from bayescale.models.likelihood import (
-    ar_phi,
     config_effect_conditional,
     config_marginal_loglik,
-    numpy_segment_sum,
     run_effect_conditional,
     run_marginal_loglik,
 )
@@ -171,8 +170,8 @@ config_effects
     return result
 
 
-@dataclass
-class ScalingLawFit:
+@dataclass(repr=False)
+class ScalingLawFit(FitBase[Design]):
     """A fitted hierarchical scaling law: the posterior and everything to use it.
 
     Attributes
@@ -194,6 +193,13 @@ class ScalingLawFit:
     options: ModelOptions
     meta: dict[str, Any]
 
+    _LAW_PARAMS = LAW_PARAMS
+    _CHECKED_VARS = (
+        "mu_theta", "tau_theta", "theta", "sigma_seed", "sigma_obs", "sigma_config",
+        "ar_rho", "nu", "seed_size_slope", "tau_arch", "theta_arch",
+    )
+    _SUMMARY_OPTIONAL = ("sigma_config", "seed_size_slope", "ar_rho", "nu")
+
     # ----------------------------------------------------------------- construction
     @classmethod
     def _from_sampling(
@@ -210,9 +216,6 @@ class ScalingLawFit:
         obj._add_data_groups()
         return obj
 
-    def __post_init__(self) -> None:
-        self._design: Design | None = None
-
     @property
     def design(self) -> Design:
         """Index arrays of the run table (rebuilt on demand after loading)."""
@@ -221,6 +224,9 @@ class ScalingLawFit:
                 self.data, use_arch=self.options.use_arch, n0=self.n0, d0=self.d0
             )
         return self._design
+
+    def _checkpoint_design(self) -> Design:
+        return self.design
 
     @property
     def n0(self) -> float:
@@ -232,56 +238,18 @@ class ScalingLawFit:
         """Reference token count of the data term ``B/D^beta``."""
         return float(self.meta["d0"])
 
-    @property
-    def families(self) -> list[str]:
-        """Families in the fit."""
-        return [str(f) for f in self.idata.posterior["family"].values]
-
-    @property
-    def random_seed(self) -> int:
-        """The seed the fit was made with."""
-        return int(self.meta["random_seed"])
-
-    @property
-    def diagnostics(self) -> Diagnostics:
-        """Divergences, R-hat and ESS over the model's main parameters."""
-        return diagnose(self.idata, self._checked_vars())
-
-    def _checked_vars(self) -> list[str]:
-        names = ["mu_theta", "tau_theta", "theta", "sigma_seed", "sigma_obs", "sigma_config"]
-        names += ["ar_rho", "nu", "seed_size_slope", "tau_arch", "theta_arch"]
-        return [n for n in names if n in self.idata.posterior]
-
-    def _rng(self, salt: int) -> np.random.Generator:
-        return np.random.default_rng([self.random_seed, salt])
-
-    def posterior_draws(self, name: str) -> np.ndarray:
-        """Posterior draws of ``name`` with chain and draw flattened into the first axis."""
-        da = self.idata.posterior[name]
-        return da.values.reshape((-1, *da.shape[2:]))
-
     def _tau_run(self, log_n: np.ndarray) -> np.ndarray:
         sigma_seed = self.posterior_draws("sigma_seed")[:, None]
         if "seed_size_slope" in self.idata.posterior:
             return sigma_seed * np.exp(self.posterior_draws("seed_size_slope")[:, None] * log_n)
         return sigma_seed * np.ones_like(log_n)
 
-    def _phi(self, design: Design) -> np.ndarray | None:
-        if self.options.autocorrelation == "none":
-            return None
-        rho = self.posterior_draws("ar_rho")[:, None]
-        return ar_phi(rho, design.obs_gap, design.obs_prev, self.options.autocorrelation)
-
     def _add_run_effects_and_loglik(self) -> None:
         design = self.design
-        post = self.idata.posterior
-        n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
         theta = self.posterior_draws("theta")
         tau_run = self._tau_run(design.run_log_n)
         sigma = self.posterior_draws("sigma_obs")[:, None]
-        starts = np.flatnonzero(np.r_[True, design.obs_run[1:] != design.obs_run[:-1]])
-        seg = numpy_segment_sum(starts)
-        counts = design.run_counts.astype(float)
+        seg, counts = self._run_segments(design)
         nested = self.options.config_effects
         n_units = len(design.configs) if nested else len(design.runs)
         loglik = np.empty((theta.shape[0], n_units))
@@ -294,7 +262,7 @@ class ScalingLawFit:
 
         rng = self._rng(1)
         chunk = max(1, 2_000_000 // max(design.n_obs, 1))
-        phi_all = self._phi(design)
+        phi_all = self._ar_phi(design, self.options.autocorrelation)
         for lo in range(0, theta.shape[0], chunk):
             sl = slice(lo, lo + chunk)
             resid = design.log_loss - log_mean_curve(theta[sl], design, math=np)
@@ -331,98 +299,18 @@ class ScalingLawFit:
                     resid - u[:, design.obs_run], df=nu, scale=sigma[sl]
                 )
                 loglik[sl] = seg(pointwise)
-        if "run_effect" not in post:
-            self.idata.posterior = post.assign(
-                run_effect=(("chain", "draw", "run"), effects.reshape(n_chain, n_draw, -1))
-            ).assign_coords(run=design.runs)
-            self.idata.posterior["run_effect"].attrs["note"] = (
-                "drawn after sampling from its conditional Normal given the other parameters"
-                + ("; the run's whole offset: its config's plus its seed's" if nested else "")
+        if "run_effect" not in self.idata.posterior:
+            self._store_draws(
+                "run_effect", "run", design.runs, effects,
+                note="drawn after sampling from its conditional Normal given the other parameters"
+                + ("; the run's whole offset: its config's plus its seed's" if nested else ""),
             )
             if nested:
-                self.idata.posterior = self.idata.posterior.assign(
-                    config_effect=(
-                        ("chain", "draw", "config"), config_effects.reshape(n_chain, n_draw, -1)
-                    )
-                ).assign_coords(config=design.configs)
+                self._store_draws("config_effect", "config", design.configs, config_effects)
         unit = "config" if nested else "run"
-        ll = xr.Dataset(
-            {"log_loss": (("chain", "draw", unit), loglik.reshape(n_chain, n_draw, -1))},
-            coords={
-                "chain": post["chain"],
-                "draw": post["draw"],
-                unit: design.configs if nested else design.runs,
-            },
-        )
-        ll["log_loss"].attrs["note"] = (
-            f"log-likelihood of each {unit}'s checkpoints (leave-one-{unit}-out)"
-        )
-        if "log_likelihood" in self.idata.groups():
-            del self.idata.log_likelihood
-        self.idata.add_groups(log_likelihood=ll)
-
-    def _add_data_groups(self) -> None:
-        design = self.design
-        obs = xr.Dataset(
-            {"log_loss": ("obs", design.log_loss)}, coords={"obs": np.arange(design.n_obs)}
-        )
-        fit_data = _frame_to_dataset(self.data)
-        fit_data.attrs["bayescale_meta"] = json.dumps(self.meta)
-        fit_data.attrs["bayescale_format"] = _FORMAT_VERSION
-        groups = {"observed_data": obs, "fit_data": fit_data}
-        for name in groups:
-            if name in self.idata.groups():
-                delattr(self.idata, name)
-        with _quiet_arviz():
-            self.idata.add_groups(groups)
+        self._store_log_likelihood(loglik, unit, design.configs if nested else design.runs)
 
     # ----------------------------------------------------------------- parameters
-    def law_parameters(self, family: str | None = None) -> xr.Dataset:
-        """Posterior draws of ``E, A, alpha, B, beta`` (usual convention).
-
-        Parameters
-        ----------
-        family
-            A family name, or ``None`` for all families (dim ``family``).
-        """
-        ds = self.idata.posterior[list(LAW_PARAMS)]
-        return ds.sel(family=self._check_family(family)) if family is not None else ds
-
-    def _check_family(self, family: str) -> str:
-        if family not in self.families:
-            raise KeyError(f"unknown family {family!r}; families in this fit: {self.families}")
-        return family
-
-    def summary(self, hdi_prob: float = 0.9) -> pd.DataFrame:
-        """Posterior summary of the law parameters, population means and noise scales.
-
-        Returns
-        -------
-        pandas.DataFrame
-            One row per parameter (e.g. ``alpha[olmo-ladder]``, ``alpha_pop``, ``sigma_seed``)
-            with mean, sd, 5/50/95% quantiles, HDI bounds, r_hat, ess_bulk and ess_tail.
-        """
-        names = [*LAW_PARAMS, *(f"{p}_pop" for p in LAW_PARAMS), "sigma_seed", "sigma_obs"]
-        optional = ("sigma_config", "seed_size_slope", "ar_rho", "nu")
-        names += [n for n in optional if n in self.idata.posterior]
-        stat_funcs = {
-            "q5": lambda x: np.quantile(x, 0.05),
-            "q50": lambda x: np.quantile(x, 0.5),
-            "q95": lambda x: np.quantile(x, 0.95),
-        }
-        table = az.summary(
-            self.idata,
-            var_names=names,
-            hdi_prob=hdi_prob,
-            stat_funcs=stat_funcs,
-            extend=True,
-            round_to="none",
-        )
-        keep = ["mean", "sd", "q5", "q50", "q95"]
-        keep += [c for c in table.columns if c.startswith("hdi_")]
-        keep += ["r_hat", "ess_bulk", "ess_tail"]
-        return table[keep]
-
     def credible_intervals(self, level: float = 0.9) -> pd.DataFrame:
         """Tidy table of parameter credible intervals (see
         :func:`bayescale.report.table.credible_intervals`), ready for a paper via
@@ -525,13 +413,9 @@ class ScalingLawFit:
         See :meth:`predict` for the arguments; useful for CRPS and custom summaries.
         """
         n, d = broadcast_points(params, tokens)
-        seed = self.random_seed if random_seed is None else int(random_seed)
-        rng = np.random.default_rng([seed, 2])
+        rng = self._rng(2, random_seed)
         if run is not None:
-            runs = [str(r) for r in self.idata.posterior["run"].values]
-            if run not in runs:
-                raise KeyError(f"unknown run {run!r}")
-            family = str(self.data.loc[self.data["run"] == run, "family"].iloc[0])
+            run_index, family = self._check_run(run)
         config_offset = self._config_offset(config, run)
         if config is not None:
             first_run = np.flatnonzero(self.design.run_config == config_offset[1])[0]
@@ -541,7 +425,7 @@ class ScalingLawFit:
         log_mu = reference_log_loss(theta, log_n, log_d)
         out = {}
         if run is not None:
-            offset = self.posterior_draws("run_effect")[:, runs.index(run)][:, None]
+            offset = self.posterior_draws("run_effect")[:, run_index][:, None]
             out["mean"] = np.exp(log_mu + offset)
             base = log_mu + offset
         else:
@@ -621,8 +505,7 @@ class ScalingLawFit:
         from bayescale.laws.chinchilla import from_reference_scale
 
         x = broadcast_inputs(flops=flops)
-        seed = self.random_seed if random_seed is None else int(random_seed)
-        theta = self._theta_draws(family, arch, np.random.default_rng([seed, 4]))
+        theta = self._theta_draws(family, arch, self._rng(4, random_seed))
         usual = from_reference_scale(
             theta[:, 0], theta[:, 1], np.exp(theta[:, 2]), theta[:, 3], np.exp(theta[:, 4]),
             self.n0, self.d0,
@@ -634,22 +517,8 @@ class ScalingLawFit:
         attrs = {"family": family if known else "(new family)", "law": "chinchilla"}
         return quantity_dataset(draws, x, levels, attrs)
 
-    # ----------------------------------------------------------------- persistence
-    def save(self, path: str | Path) -> Path:
-        """Write the fit (posterior, data, options) to one NetCDF file."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._add_data_groups()  # write the data the fit holds now
-        self.idata.to_netcdf(str(path))
-        return path
-
-    def __repr__(self) -> str:
-        post = self.idata.posterior
-        return (
-            f"ScalingLawFit(law={self.meta['law']!r}, families={len(self.families)}, "
-            f"runs={post.sizes.get('run', 0)}, checkpoints={len(self.data)}, "
-            f"chains={post.sizes['chain']}, draws={post.sizes['draw']})"
-        )
+    def _repr_fields(self) -> dict[str, Any]:
+        return {"law": self.meta["law"], **super()._repr_fields()}
 
 
 def load(path: str | Path) -> ScalingLawFit | KaplanFit:

@@ -6,11 +6,9 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import arviz as az
@@ -20,10 +18,12 @@ import xarray as xr
 
 from bayescale.data.validate import validate
 from bayescale.derived import broadcast_inputs, quantity_dataset
-from bayescale.inference import Diagnostics, Sampler, diagnose, sample_model, warn_on_problems
+from bayescale.fit_base import FitBase
+from bayescale.inference import Sampler, sample_model, warn_on_problems
 from bayescale.intervals import DEFAULT_LEVELS, prediction_dataset
 from bayescale.laws import kaplan as law
 from bayescale.laws.kaplan import KAPLAN_PARAMS, KAPLAN_THETA
+from bayescale.models.design import Design
 from bayescale.models.kaplan import (
     KaplanDesign,
     build_kaplan_design,
@@ -32,12 +32,7 @@ from bayescale.models.kaplan import (
     kaplan_log_mean,
     resolve_kaplan_priors,
 )
-from bayescale.models.likelihood import (
-    ar_phi,
-    numpy_segment_sum,
-    run_effect_conditional,
-    run_marginal_loglik,
-)
+from bayescale.models.likelihood import run_effect_conditional, run_marginal_loglik
 
 __all__ = ["KaplanFit", "fit_kaplan"]
 
@@ -142,8 +137,8 @@ def fit_kaplan(
     return result
 
 
-@dataclass
-class KaplanFit:
+@dataclass(repr=False)
+class KaplanFit(FitBase[KaplanDesign]):
     """A fitted hierarchical Kaplan/Su law (steps and batch size).
 
     Attributes
@@ -168,8 +163,9 @@ class KaplanFit:
     data: pd.DataFrame
     meta: dict[str, Any]
 
-    def __post_init__(self) -> None:
-        self._design: KaplanDesign | None = None
+    _LAW_PARAMS = KAPLAN_PARAMS
+    _CHECKED_VARS = ("mu_theta", "tau_theta", "theta", "sigma_seed", "sigma_obs", "ar_rho")
+    _SUMMARY_OPTIONAL = ("ar_rho",)
 
     # ----------------------------------------------------------------- basics
     @property
@@ -178,6 +174,9 @@ class KaplanFit:
         if self._design is None:
             self._design = build_kaplan_design(self.data, n0=self.n0, s0=self.s0, l0=self.l0)
         return self._design
+
+    def _checkpoint_design(self) -> Design:
+        return self.design.base
 
     @property
     def n0(self) -> float:
@@ -199,57 +198,17 @@ class KaplanFit:
         """AR(1) mode of the checkpoint noise."""
         return str(self.meta["options"]["autocorrelation"])
 
-    @property
-    def families(self) -> list[str]:
-        """Families in the fit."""
-        return [str(f) for f in self.idata.posterior["family"].values]
-
-    @property
-    def random_seed(self) -> int:
-        """The seed the fit was made with."""
-        return int(self.meta["random_seed"])
-
-    @property
-    def diagnostics(self) -> Diagnostics:
-        """Divergences, R-hat and ESS over the model's main parameters."""
-        names = ["mu_theta", "tau_theta", "theta", "sigma_seed", "sigma_obs", "ar_rho"]
-        return diagnose(self.idata, [n for n in names if n in self.idata.posterior])
-
-    def posterior_draws(self, name: str) -> np.ndarray:
-        """Posterior draws of ``name`` with chain and draw flattened into the first axis."""
-        da = self.idata.posterior[name]
-        return da.values.reshape((-1, *da.shape[2:]))
-
-    def __repr__(self) -> str:
-        post = self.idata.posterior
-        return (
-            f"KaplanFit(families={len(self.families)}, runs={post.sizes.get('run', 0)}, "
-            f"checkpoints={len(self.data)}, chains={post.sizes['chain']}, "
-            f"draws={post.sizes['draw']})"
-        )
-
     # ----------------------------------------------------------------- post-processing
-    def _phi(self) -> np.ndarray | None:
-        if self.autocorrelation == "none":
-            return None
-        base = self.design.base
-        rho = self.posterior_draws("ar_rho")[:, None]
-        return ar_phi(rho, base.obs_gap, base.obs_prev, self.autocorrelation)
-
     def _add_run_effects_and_loglik(self) -> None:
         design, base = self.design, self.design.base
-        post = self.idata.posterior
-        n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
         theta = self.posterior_draws("theta")
         sigma = self.posterior_draws("sigma_obs")[:, None]
         tau = self.posterior_draws("sigma_seed")[:, None] * np.ones(len(base.runs))
-        starts = np.flatnonzero(np.r_[True, base.obs_run[1:] != base.obs_run[:-1]])
-        seg = numpy_segment_sum(starts)
-        counts = base.run_counts.astype(float)
-        phi_all = self._phi()
+        seg, counts = self._run_segments(base)
+        phi_all = self._ar_phi(base, self.autocorrelation)
         loglik = np.empty((theta.shape[0], len(base.runs)))
         effects = np.empty_like(loglik)
-        rng = np.random.default_rng([self.random_seed, 1])
+        rng = self._rng(1)
         chunk = max(1, 1_000_000 // max(base.n_obs, 1))
         for lo in range(0, theta.shape[0], chunk):
             sl = slice(lo, lo + chunk)
@@ -259,78 +218,14 @@ class KaplanFit:
             loglik[sl] = run_marginal_loglik(*args, phi=phi, prev=base.obs_prev)
             mean, sd = run_effect_conditional(*args, phi=phi, prev=base.obs_prev)
             effects[sl] = mean + sd * rng.standard_normal(mean.shape)
-        if "run_effect" not in post:
-            self.idata.posterior = post.assign(
-                run_effect=(("chain", "draw", "run"), effects.reshape(n_chain, n_draw, -1))
-            ).assign_coords(run=base.runs)
-            self.idata.posterior["run_effect"].attrs["note"] = (
-                "drawn after sampling from its conditional Normal given the other parameters"
+        if "run_effect" not in self.idata.posterior:
+            self._store_draws(
+                "run_effect", "run", base.runs, effects,
+                note="drawn after sampling from its conditional Normal given the other parameters",
             )
-        ll = xr.Dataset(
-            {"log_loss": (("chain", "draw", "run"), loglik.reshape(n_chain, n_draw, -1))},
-            coords={"chain": post["chain"], "draw": post["draw"], "run": base.runs},
-        )
-        ll["log_loss"].attrs["note"] = "log-likelihood of each run's checkpoints (leave-one-run-out)"
-        if "log_likelihood" in self.idata.groups():
-            del self.idata.log_likelihood
-        self.idata.add_groups(log_likelihood=ll)
-
-    def _add_data_groups(self) -> None:
-        from bayescale.fit import _FORMAT_VERSION, _frame_to_dataset, _quiet_arviz
-
-        base = self.design.base
-        obs = xr.Dataset({"log_loss": ("obs", base.log_loss)}, coords={"obs": np.arange(base.n_obs)})
-        fit_data = _frame_to_dataset(self.data)
-        fit_data.attrs["bayescale_meta"] = json.dumps(self.meta)
-        fit_data.attrs["bayescale_format"] = _FORMAT_VERSION
-        groups = {"observed_data": obs, "fit_data": fit_data}
-        for name in groups:
-            if name in self.idata.groups():
-                delattr(self.idata, name)
-        with _quiet_arviz():
-            self.idata.add_groups(groups)
+        self._store_log_likelihood(loglik, "run", base.runs)
 
     # ----------------------------------------------------------------- parameters
-    def law_parameters(self, family: str | None = None) -> xr.Dataset:
-        """Posterior draws of ``Nc, alphaN, Sc, alphaS, Bstar, alphaB`` (usual convention).
-
-        Parameters
-        ----------
-        family
-            A family name, or ``None`` for all families (dim ``family``).
-        """
-        ds = self.idata.posterior[list(KAPLAN_PARAMS)]
-        return ds.sel(family=self._check_family(family)) if family is not None else ds
-
-    def _check_family(self, family: str) -> str:
-        if family not in self.families:
-            raise KeyError(f"unknown family {family!r}; families in this fit: {self.families}")
-        return family
-
-    def summary(self, hdi_prob: float = 0.9) -> pd.DataFrame:
-        """Posterior summary of the constants, population values and noise scales.
-
-        Returns
-        -------
-        pandas.DataFrame
-            One row per parameter (e.g. ``alphaB[fam0]``, ``alphaB_pop``, ``sigma_obs``) with
-            mean, sd, 5/50/95% quantiles, HDI bounds, r_hat, ess_bulk and ess_tail.
-        """
-        names = [*KAPLAN_PARAMS, *(f"{p}_pop" for p in KAPLAN_PARAMS), "sigma_seed", "sigma_obs"]
-        names += [n for n in ("ar_rho",) if n in self.idata.posterior]
-        stat_funcs = {
-            "q5": lambda x: np.quantile(x, 0.05),
-            "q50": lambda x: np.quantile(x, 0.5),
-            "q95": lambda x: np.quantile(x, 0.95),
-        }
-        table = az.summary(
-            self.idata, var_names=names, hdi_prob=hdi_prob, stat_funcs=stat_funcs,
-            extend=True, round_to="none",
-        )
-        keep = ["mean", "sd", "q5", "q50", "q95"]
-        keep += [c for c in table.columns if c.startswith("hdi_")]
-        return table[[*keep, "r_hat", "ess_bulk", "ess_tail"]]
-
     def prior_vs_posterior(self, family: str | None = None) -> pd.DataFrame:
         """How much the data narrowed each reference-scale constant.
 
@@ -364,14 +259,10 @@ class KaplanFit:
 
         A family not in the fit (or ``None``) is a *new* family drawn from the population.
         """
-        rng = np.random.default_rng([self._seed(random_seed), 3])
-        theta = self._theta_draws(family, rng)
+        theta = self._theta_draws(family, self._rng(3, random_seed))
         return law.from_reference_scale(
             *(theta[:, i] for i in range(6)), n0=self.n0, s0=self.s0, l0=self.l0
         )
-
-    def _seed(self, random_seed: int | None) -> int:
-        return self.random_seed if random_seed is None else int(random_seed)
 
     def _theta_draws(self, family: str | None, rng: np.random.Generator) -> np.ndarray:
         if family is not None and family in self.families:
@@ -527,13 +418,9 @@ class KaplanFit:
             with dims ``(sample, point)``.
         """
         x = broadcast_inputs(params=params, batch_size=batch_size, steps=steps)
-        seed = self._seed(random_seed)
-        rng = np.random.default_rng([seed, 2])
+        rng = self._rng(2, random_seed)
         if run is not None:
-            runs = [str(r) for r in self.idata.posterior["run"].values]
-            if run not in runs:
-                raise KeyError(f"unknown run {run!r}")
-            family = str(self.data.loc[self.data["run"] == run, "family"].iloc[0])
+            run_index, family = self._check_run(run)
         theta = self._theta_draws(family, rng)
         log_mu = law.reference_log_loss(
             theta[:, None, :],
@@ -544,7 +431,7 @@ class KaplanFit:
         )
         out = {"mean": np.exp(log_mu)}
         if run is not None:
-            base = log_mu + self.posterior_draws("run_effect")[:, runs.index(run)][:, None]
+            base = log_mu + self.posterior_draws("run_effect")[:, run_index][:, None]
             out["mean"] = np.exp(base)
         else:
             base = log_mu + rng.standard_normal((theta.shape[0], 1)) * self.posterior_draws(
@@ -607,17 +494,6 @@ class KaplanFit:
         return {"family": family if known else "(new family)", "law": "kaplan"}
 
     # ----------------------------------------------------------------- persistence
-    def save(self, path: str | Path) -> Path:
-        """Write the fit (posterior, data, metadata) to one NetCDF file.
-
-        :func:`bayescale.load` reads it back as a :class:`KaplanFit`.
-        """
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._add_data_groups()
-        self.idata.to_netcdf(str(path))
-        return path
-
     @classmethod
     def _from_loaded(
         cls, idata: az.InferenceData, data: pd.DataFrame, meta: dict[str, Any]
