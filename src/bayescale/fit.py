@@ -139,7 +139,7 @@ config_effects
     if options.config_effects:
         design.check_configs()
     resolved = resolve_priors(design.n0, design.d0, priors)
-    model = build_model(design, resolved, options)
+    model = build_model(design, resolved, options, portable=sampler == "numpyro")
     start = initial_point(design, resolved, options)
     t0 = time.perf_counter()
     idata = sample_model(

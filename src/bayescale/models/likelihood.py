@@ -74,14 +74,24 @@ def run_marginal_loglik(
     array-like
         Log-likelihood per run (last axis = runs).
     """
-    var = sigma_obs**2
-    k = tau_run**2 / var
     sums = _run_sums(resid, counts, segment_sum, phi, prev, math)
-    return _run_loglik(*sums, var, k, counts, math)
+    return run_loglik_from_sums(*sums, sigma_obs, tau_run, counts, math)
+
+
+def run_loglik_from_sums(
+    q_ee: Any, q_e1: Any, q_11: Any, log_det_r: Any, sigma_obs: Any, tau_run: Any,
+    counts: np.ndarray, math: ModuleType = np,
+) -> Any:
+    """Per-run log marginal likelihood from the run sums (see the module docstring).
+
+    The sums are those of :func:`bayescale.models.run_sums.residual_run_sums`; the other
+    arguments are as in :func:`run_marginal_loglik`.
+    """
+    var = sigma_obs**2
+    return _run_loglik(q_ee, q_e1, q_11, log_det_r, var, tau_run**2 / var, counts, math)
 
 
 def _run_loglik(q_ee, q_e1, q_11, log_det_r, var, k, counts, math):
-    """Per-run log marginal likelihood from the run sums (see the module docstring)."""
     log_det = counts * math.log(var) + log_det_r + math.log1p(k * q_11)
     quad = (q_ee - k * q_e1**2 / (1 + k * q_11)) / var
     return -0.5 * (counts * LOG_2PI + log_det + quad)
@@ -128,9 +138,20 @@ def config_marginal_loglik(
     array-like
         Log-likelihood per config (last axis = configs).
     """
+    sums = _run_sums(resid, counts, segment_sum, phi, prev, math)
+    return config_loglik_from_sums(
+        *sums, sigma_obs, tau_run, tau_config, counts, config_sum, math
+    )
+
+
+def config_loglik_from_sums(
+    q_ee: Any, q_e1: Any, q_11: Any, log_det_r: Any, sigma_obs: Any, tau_run: Any,
+    tau_config: Any, counts: np.ndarray, config_sum: Callable[[Any], Any],
+    math: ModuleType = np,
+) -> Any:
+    """Per-config log marginal likelihood from the run sums (see :func:`config_marginal_loglik`)."""
     var = sigma_obs**2
     k = tau_run**2 / var
-    q_ee, q_e1, q_11, log_det_r = _run_sums(resid, counts, segment_sum, phi, prev, math)
     run_ll = _run_loglik(q_ee, q_e1, q_11, log_det_r, var, k, counts, math)
     s_tot, t_tot = _config_totals(q_e1, q_11, var, k, config_sum)
     tc2 = tau_config**2
@@ -209,13 +230,16 @@ def ar_phi(rho: Any, gap: np.ndarray, prev: np.ndarray, mode: str, math: ModuleT
     ``rho ** (gap / median_gap)``. First checkpoints of runs get 0.
     """
     first = prev < 0
+    return math.where(first, 0.0, rho ** ar_exponent(gap, prev, mode))
+
+
+def ar_exponent(gap: np.ndarray, prev: np.ndarray, mode: str) -> np.ndarray:
+    """Exponent ``x_i`` in ``phi_i = rho ** x_i`` (1 at runs' first checkpoints, unused there)."""
+    first = prev < 0
     if mode == "order":
-        expo = np.where(first, np.inf, 1.0)
-    elif mode == "log_tokens":
+        return np.ones(len(prev))
+    if mode == "log_tokens":
         positive = gap[~first]
         scale = float(np.median(positive)) if positive.size else 1.0
-        expo = np.where(first, np.inf, np.maximum(gap, 1e-12) / scale)
-    else:
-        raise ValueError(f"unknown autocorrelation mode {mode!r}")
-    finite = np.where(first, 1.0, expo)
-    return math.where(first, 0.0, rho**finite)
+        return np.where(first, 1.0, np.maximum(gap, 1e-12) / scale)
+    raise ValueError(f"unknown autocorrelation mode {mode!r}")

@@ -1,0 +1,152 @@
+"""The compiled run-sums kernel against the numpy reference, finite differences and the
+plain-PyTensor graph of the same model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+
+from bayescale.data.validate import validate
+from bayescale.models.design import build_design
+from bayescale.models.hierarchical import build_model
+from bayescale.models.likelihood import (
+    _run_sums,
+    ar_exponent,
+    ar_phi,
+    numpy_segment_sum,
+)
+from bayescale.models.options import ModelOptions
+from bayescale.models.priors import resolve_priors
+from bayescale.models.run_sums import ResidualRunSums, residual_run_sums
+from bayescale.simulate import simulate
+
+
+def _layout(rng, sizes):
+    obs_run = np.repeat(np.arange(len(sizes)), sizes)
+    starts = np.r_[0, np.cumsum(sizes)].astype(np.int64)
+    prev = np.arange(obs_run.size) - 1
+    prev[starts[:-1]] = -1
+    log_d = np.concatenate([np.sort(rng.uniform(-3, 3, n)) for n in sizes])
+    gap = np.where(prev < 0, 0.0, log_d - log_d[np.maximum(prev, 0)])
+    return obs_run, starts, prev, log_d, gap
+
+
+@pytest.fixture(scope="module")
+def case():
+    rng = np.random.default_rng(7)
+    sizes = np.array([1, 2, 9, 23, 40])
+    obs_run, starts, prev, log_d, gap = _layout(rng, sizes)
+    n_runs = len(sizes)
+    c = rng.normal(0.8, 0.3, n_runs)
+    b = rng.normal(0.0, 0.6, n_runs)
+    beta = rng.uniform(0.2, 0.6, n_runs)
+    mu = np.logaddexp(c[obs_run], b[obs_run] - beta[obs_run] * log_d)
+    y = mu + rng.normal(0, 0.02, obs_run.size)
+    return dict(sizes=sizes, obs_run=obs_run, starts=starts, prev=prev, log_d=log_d, gap=gap,
+                c=c, b=b, beta=beta, y=y)
+
+
+def _kernel(case, mode, c=None, b=None, beta=None, rho=0.93):
+    expo = ar_exponent(case["gap"], case["prev"], mode if mode != "none" else "order")
+    return residual_run_sums(
+        case["c"] if c is None else c, case["b"] if b is None else b,
+        case["beta"] if beta is None else beta, np.array([rho]), case["y"], case["log_d"],
+        expo, case["starts"], mode != "none",
+    )
+
+
+@pytest.mark.parametrize("mode", ["none", "order", "log_tokens"])
+def test_sums_match_numpy_reference(case, mode):
+    obs_run = case["obs_run"]
+    mu = np.logaddexp(case["c"][obs_run], case["b"][obs_run] - case["beta"][obs_run] * case["log_d"])
+    phi = None if mode == "none" else ar_phi(0.93, case["gap"], case["prev"], mode)
+    want = _run_sums(case["y"] - mu, case["sizes"].astype(float),
+                     numpy_segment_sum(case["starts"][:-1]), phi, case["prev"], np)
+    got, _ = _kernel(case, mode)
+    for k, ref in enumerate(want):
+        np.testing.assert_allclose(got[:, k], np.broadcast_to(ref, got[:, k].shape),
+                                   rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["none", "log_tokens"])
+def test_jacobian_matches_finite_differences(case, mode):
+    _, jac = _kernel(case, mode)
+    h = 1e-6
+    for j, name in enumerate(("c", "b", "beta")):
+        for r in range(len(case["sizes"])):
+            up, down = case[name].copy(), case[name].copy()
+            up[r] += h
+            down[r] -= h
+            fd = (_kernel(case, mode, **{name: up})[0][r] - _kernel(case, mode, **{name: down})[0][r])
+            np.testing.assert_allclose(jac[r, :, j], fd / (2 * h), rtol=1e-6, atol=1e-7)
+    fd_rho = (_kernel(case, mode, rho=0.93 + h)[0] - _kernel(case, mode, rho=0.93 - h)[0]) / (2 * h)
+    np.testing.assert_allclose(jac[:, :, 3], fd_rho, rtol=1e-6, atol=1e-7)
+    if mode == "none":
+        assert np.all(jac[:, :, 3] == 0)
+
+
+def test_rho_near_one_keeps_precision(case):
+    """1 - phi comes from expm1: at rho = 1 - 1e-9 the log-determinant stays finite and exact."""
+    rho = 1 - 1e-9
+    sums, _ = _kernel(case, "log_tokens", rho=rho)
+    expo = ar_exponent(case["gap"], case["prev"], "log_tokens")
+    first = case["prev"] < 0
+    one_minus_phi = -np.expm1(expo * np.log(rho))
+    want = np.where(first, 0.0, np.log(one_minus_phi * (2 - one_minus_phi)))
+    np.testing.assert_allclose(sums[:, 3], np.add.reduceat(want, case["starts"][:-1]), rtol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["FAST_RUN", "NUMBA"])
+def test_op_gradient_through_pytensor(case, mode):
+    """The Op's gradient (Jacobian contraction) equals finite differences of a scalar cost."""
+    weights = np.random.default_rng(1).normal(size=(len(case["sizes"]), 4))
+    expo = ar_exponent(case["gap"], case["prev"], "log_tokens")
+    c, b, beta, rho = pt.vector("c"), pt.vector("b"), pt.vector("beta"), pt.vector("rho")
+    sums, _ = ResidualRunSums(True)(c, b, beta, rho, case["y"], case["log_d"], expo, case["starts"])
+    cost = (sums * weights).sum()
+    f = pytensor.function([c, b, beta, rho], [cost, *pt.grad(cost, [c, b, beta, rho])], mode=mode)
+    args = [case["c"], case["b"], case["beta"], np.array([0.9])]
+    _, *grads = f(*args)
+    h = 1e-6
+    for j, arg in enumerate(args):
+        for r in range(arg.size):
+            up, down = [a.copy() for a in args], [a.copy() for a in args]
+            up[j][r] += h
+            down[j][r] -= h
+            fd = (f(*up)[0] - f(*down)[0]) / (2 * h)
+            assert grads[j][r] == pytest.approx(fd, rel=1e-6, abs=1e-6)
+
+
+def test_second_derivatives_refused(case):
+    expo = ar_exponent(case["gap"], case["prev"], "order")
+    c = pt.vector("c")
+    _, jac = ResidualRunSums(True)(c, c, c, pt.ones(1) * 0.5, case["y"], case["log_d"], expo,
+                                    case["starts"])
+    with pytest.raises(NotImplementedError, match="first derivatives"):
+        pt.grad(jac.sum(), c)
+
+
+@pytest.mark.parametrize("config_effects", [False, True])
+def test_model_logp_and_gradient_match_portable_graph(config_effects):
+    """The kernel model and the plain-PyTensor model have the same log density and gradient."""
+    sim = simulate(n_families=2, sizes=(2e7, 2e8, 2e9), n_seeds=2, n_checkpoints=12,
+                   random_seed=4)
+    design = build_design(validate(sim.runs))
+    priors = resolve_priors(design.n0, design.d0, None)
+    options = ModelOptions(config_effects=config_effects)
+    rng = np.random.default_rng(2)
+    values = None
+    out = []
+    for portable in (True, False):
+        model = build_model(design, priors, options, portable=portable)
+        logp = model.logp()
+        f = pytensor.function(model.value_vars, [logp, *pt.grad(logp, model.value_vars)])
+        if values is None:
+            point = model.initial_point()
+            values = [point[v.name] + 0.05 * rng.normal(size=np.shape(point[v.name]))
+                      for v in model.value_vars]
+        out.append(f(*values))
+    for a, b in zip(*out, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
