@@ -48,6 +48,7 @@ def _residual_run_sums(c, b, beta, rho, log_loss, log_d, expo, starts, autocorre
     for r in range(n_runs):
         c_r, b_r, beta_r = c[r], b[r], beta[r]
         q_ee = q_e1 = q_11 = log_det = 0.0
+        det_r = 1.0  # running product of (1 - phi^2), moved into log_det before it underflows
         j_ee_c = j_ee_b = j_ee_beta = j_ee_rho = 0.0
         j_e1_c = j_e1_b = j_e1_beta = j_e1_rho = 0.0
         j_11_rho = j_ld_rho = 0.0
@@ -80,7 +81,10 @@ def _residual_run_sums(c, b, beta, rho, log_loss, log_d, expo, starts, autocorre
                 dphi = expo[i] * phi / r0
                 dw_phi = (-e_prev + w * phi * inv_s) * inv_s
                 du_phi = (-1.0 + u * phi * inv_s) * inv_s
-                log_det += math.log(one_minus_phi2)
+                det_r *= one_minus_phi2
+                if det_r < 1e-250:
+                    log_det += math.log(det_r)
+                    det_r = 1.0
                 j_ee_rho += 2.0 * w * dw_phi * dphi
                 j_e1_rho += (u * dw_phi + w * du_phi) * dphi
                 j_11_rho += 2.0 * u * du_phi * dphi
@@ -98,7 +102,8 @@ def _residual_run_sums(c, b, beta, rho, log_loss, log_d, expo, starts, autocorre
             j_e1_b += u * dw_b
             j_e1_beta += u * dw_beta
             e_prev, de_c_prev, de_b_prev, de_beta_prev = e, de_c, de_b, de_beta
-        sums[r, 0], sums[r, 1], sums[r, 2], sums[r, 3] = q_ee, q_e1, q_11, log_det
+        sums[r, 0], sums[r, 1], sums[r, 2] = q_ee, q_e1, q_11
+        sums[r, 3] = log_det + math.log(det_r)
         jac[r, 0, 0], jac[r, 0, 1], jac[r, 0, 2], jac[r, 0, 3] = j_ee_c, j_ee_b, j_ee_beta, j_ee_rho
         jac[r, 1, 0], jac[r, 1, 1], jac[r, 1, 2], jac[r, 1, 3] = j_e1_c, j_e1_b, j_e1_beta, j_e1_rho
         jac[r, 2, 3] = j_11_rho
