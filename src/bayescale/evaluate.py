@@ -35,8 +35,9 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -394,6 +395,55 @@ def _summarize_warnings(caught: Sequence[warnings.WarningMessage]) -> str:
     return "; ".join(seen)
 
 
+@dataclass(frozen=True)
+class _Attempt:
+    """One method fitted and scored on one family (a raised error is a result, not the end)."""
+
+    status: str  # "ok" or "failed"
+    reason: str  # the error of a failed attempt
+    seconds: float
+    scores: dict[str, Any]  # metrics of score_prediction (none if failed) and "warnings"
+    output: tuple[Any, ...] | None  # what the fit returned (None if failed)
+
+
+def _attempt(call: Callable[[], tuple[Any, ...]], target: pd.DataFrame, band: str) -> _Attempt:
+    """Time ``call``, record its warnings and score its prediction of ``target``.
+
+    ``call`` fits a method and returns the prediction dataset and the band's draws (or
+    ``None``) first; any exception it or the scoring raises makes a ``"failed"`` attempt.
+    """
+    t0 = time.perf_counter()
+    caught: list[warnings.WarningMessage] = []
+    output = None
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = call()
+        scores = score_prediction(target, result[0], band, result[1])
+        status, why, output = "ok", "", result
+    except Exception as err:  # a failed fit is a result, not the end of the benchmark
+        scores, status, why = {}, "failed", f"{type(err).__name__}: {err}"
+    seconds = time.perf_counter() - t0
+    scores["warnings"] = _summarize_warnings(caught)
+    return _Attempt(status, why, seconds, scores, output)
+
+
+def _print_attempt(tag: str, family: str, method: str, attempt: _Attempt) -> None:
+    """One progress line: ARE (and 90% coverage where there is a band) or the error."""
+    ok = attempt.status == "ok"
+    what = f"ARE {100 * attempt.scores['are']:.2f}%" if ok else attempt.reason
+    cover = attempt.scores.get("coverage_90", np.nan)
+    if ok and np.isfinite(cover):
+        what += f", 90% coverage {100 * cover:.0f}%"
+    print(f"[{tag}] {family} / {method}: {what} ({attempt.seconds:.1f} s)", flush=True)
+
+
+def _columns_first(out: pd.DataFrame, first: Sequence[str]) -> pd.DataFrame:
+    """``out`` with those of the ``first`` columns it has in front, in that order."""
+    lead = [c for c in first if c in out.columns]
+    return out[lead + [c for c in out.columns if c not in lead]]
+
+
 def evaluate(
     runs: pd.DataFrame,
     methods: Sequence[str] = ("bayescale", "curve_fit", "huber", "best_loss", "most_trained"),
@@ -474,32 +524,19 @@ def evaluate(
             )
             continue
         for method in methods:
-            t0 = time.perf_counter()
-            caught: list[warnings.WarningMessage] = []
-            try:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    pred, samples = fit_and_predict(
-                        method, train, target, str(family), fit_kwargs, n_boot, random_seed
-                    )
-                scores = score_prediction(target, pred, _BAND.get(method, "observed"), samples)
-                status, why = "ok", ""
-            except Exception as err:  # a failed fit is a result, not the end of the benchmark
-                scores, status, why = {}, "failed", f"{type(err).__name__}: {err}"
-            seconds = time.perf_counter() - t0
-            scores["warnings"] = _summarize_warnings(caught)
+            call = partial(
+                fit_and_predict,
+                method, train, target, str(family), fit_kwargs, n_boot, random_seed,
+            )
+            attempt = _attempt(call, target, _BAND.get(method, "observed"))
             rows.append(
                 base
-                | {"method": method, "status": status, "reason": why, "seconds": seconds}
-                | scores
+                | {"method": method, "status": attempt.status, "reason": attempt.reason}
+                | {"seconds": attempt.seconds}
+                | attempt.scores
             )
             if verbose:
-                what = f"ARE {100 * scores['are']:.2f}%" if status == "ok" else why
-                cover = scores.get("coverage_90", np.nan)
-                if status == "ok" and np.isfinite(cover):
-                    what += f", 90% coverage {100 * cover:.0f}%"
-                print(f"[evaluate] {family} / {method}: {what} ({seconds:.1f} s)", flush=True)
-    out = pd.DataFrame(rows)
+                _print_attempt("evaluate", str(family), method, attempt)
     first = [
         "family",
         "method",
@@ -511,8 +548,7 @@ def evaluate(
         "target_params",
         "seconds",
     ]
-    first = [c for c in first if c in out.columns]
-    return out[first + [c for c in out.columns if c not in first]]
+    return _columns_first(pd.DataFrame(rows), first)
 
 
 # --------------------------------------------------------------------------------------------
@@ -940,34 +976,20 @@ def transfer(
         n = target["params"].to_numpy(dtype=float)
         d = target["tokens"].to_numpy(dtype=float)
         for method in methods:
-            t0 = time.perf_counter()
-            caught: list[warnings.WarningMessage] = []
-            samples = None
-            try:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    pred, samples, n_train = _transfer_predict(
-                        method, one, others, train, family, n, d, fit_kwargs, random_seed
-                    )
-                scores = score_prediction(target, pred, "observed", samples)
-                status, why = "ok", ""
-            except Exception as err:  # a failed fit is a result
-                scores, status, why, n_train = {}, "failed", f"{type(err).__name__}: {err}", 0
-            seconds = time.perf_counter() - t0
-            scores["warnings"] = _summarize_warnings(caught)
+            call = partial(
+                _transfer_predict,
+                method, one, others, train, family, n, d, fit_kwargs, random_seed,
+            )
+            attempt = _attempt(call, target, "observed")
+            n_train = 0 if attempt.output is None else attempt.output[2]
             rows.append(
                 base
-                | {"method": method, "status": status, "reason": why, "n_train": n_train}
-                | {"seconds": seconds}
-                | scores
+                | {"method": method, "status": attempt.status, "reason": attempt.reason}
+                | {"n_train": n_train, "seconds": attempt.seconds}
+                | attempt.scores
             )
             if verbose:
-                what = f"ARE {100 * scores['are']:.2f}%" if status == "ok" else why
-                cover = scores.get("coverage_90", np.nan)
-                if status == "ok" and np.isfinite(cover):
-                    what += f", 90% coverage {100 * cover:.0f}%"
-                print(f"[transfer] {family} / {method}: {what} ({seconds:.1f} s)", flush=True)
-    out = pd.DataFrame(rows)
+                _print_attempt("transfer", family, method, attempt)
     first = [
         "family",
         "method",
@@ -982,8 +1004,7 @@ def transfer(
         "n_train",
         "seconds",
     ]
-    first = [c for c in first if c in out.columns]
-    return out[first + [c for c in out.columns if c not in first]]
+    return _columns_first(pd.DataFrame(rows), first)
 
 
 def _transfer_predict(
