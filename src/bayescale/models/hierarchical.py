@@ -88,8 +88,8 @@ def build_model(
         Modelling choices.
     portable
         Build the Gaussian likelihood from plain PyTensor ops (any backend, e.g. JAX for
-        numpyro) instead of the compiled run-sums kernel (numba / C backends; about 5x faster
-        gradients). The model is the same.
+        numpyro) instead of the compiled run-sums kernel (numba / C backends; a log-density
+        gradient at 7,200 points takes 0.40 ms instead of 0.70 ms). The model is the same.
 
     Returns
     -------
