@@ -149,7 +149,8 @@ class Diagnostics:
         if np.isfinite(self.max_rhat) and self.max_rhat > 1.01 and n_chains > 1:
             out.append(
                 f"max R-hat {self.max_rhat:.3f} > 1.01: chains disagree; run longer "
-                "(more tune and draws) and check for multimodality"
+                "(more tune and draws) and check for multimodality; when most families "
+                "have runs at only one or two sizes, try family_parameterization='noncentered'"
             )
         if self.min_ess_bulk < 100 * n_chains or self.min_ess_tail < 100 * n_chains:
             out.append(
@@ -159,7 +160,8 @@ class Diagnostics:
         if self.max_tree_depth_share > 0.05:
             out.append(
                 f"{100 * self.max_tree_depth_share:.0f}% of draws hit the maximum tree depth: "
-                "the posterior geometry is difficult; consider reparameterising"
+                "the posterior geometry is difficult; when most families have runs at only one "
+                "or two sizes, try family_parameterization='noncentered'"
             )
         return out
 
