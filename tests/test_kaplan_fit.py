@@ -32,7 +32,7 @@ def simulated_fit():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bayescale.SamplingWarning)
         fit = bayescale.fit(
-            sim.runs, law="kaplan", draws=300, tune=400, chains=2, random_seed=11,
+            sim.runs, law="kaplan", draws=300, tune=1000, chains=2, random_seed=11,
             progressbar=False, target_accept=0.95,
         )
     return sim, fit
@@ -41,6 +41,8 @@ def simulated_fit():
 def test_sampler_converged_well_enough(simulated_fit):
     _, fit = simulated_fit
     diag = fit.diagnostics
+    # 400 tuning steps left one chain unconverged (R-hat 1.08) after a float-level change to
+    # the likelihood graph; 1000 gave 1.035 and 1.026 on two seeds
     assert diag.divergences <= 10  # (17 at target_accept=0.9: the tau-theta funnel)
     assert diag.max_rhat < 1.05
     assert diag.min_ess_bulk > 50

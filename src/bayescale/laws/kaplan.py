@@ -57,6 +57,8 @@ import numpy as np
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
+from bayescale.compiled import source_cache_key
+
 KAPLAN_PARAMS: tuple[str, ...] = ("Nc", "alphaN", "Sc", "alphaS", "Bstar", "alphaB")
 KAPLAN_THETA: tuple[str, ...] = ("c_N", "log_alphaN", "c_S", "log_alphaS", "b_crit", "log_alphaB")
 
@@ -261,7 +263,10 @@ def _register_numba() -> None:
                 out[i] = scalar(a[i], s[i], r0[i], p[i], q[i], n_steps)
             return out
 
-        return kaplan_root
+        key = source_cache_key(
+            _newton_scalar, _g_and_slope_scalar, numba_funcify_kaplan_root
+        )
+        return kaplan_root, key
 
 
 def _rebind(func: Any, replacements: dict[str, Any]) -> Any:

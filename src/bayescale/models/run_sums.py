@@ -32,6 +32,8 @@ from pytensor.gradient import DisconnectedType, grad_not_implemented
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
+from bayescale.compiled import source_cache_key
+
 #: Order of the outputs' last axis and of the Jacobian's middle axis.
 SUM_NAMES = ("q_ee", "q_e1", "q_11", "log_det_r")
 #: Order of the Jacobian's last axis.
@@ -201,7 +203,7 @@ def _register_numba() -> None:
                 c, b, beta, rho, log_loss, log_d, expo, starts, autocorrelated
             )
 
-        return run_sums
+        return run_sums, source_cache_key(_residual_run_sums, numba_funcify_residual_run_sums)
 
 
 _register_numba()
