@@ -14,6 +14,7 @@ from typing import Any
 import arviz as az
 import numpy as np
 import pandas as pd
+import pytensor
 import xarray as xr
 
 from bayescale.data.validate import validate
@@ -106,18 +107,22 @@ def fit_kaplan(
     model = build_kaplan_model(design, resolved, autocorrelation)
     start = kaplan_initial_point(design, resolved, autocorrelation)
     t0 = time.perf_counter()
-    idata = sample_model(
-        model,
-        start,
-        sampler=sampler,
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        random_seed=random_seed,
-        target_accept=target_accept,
-        progressbar=progressbar,
-        jitter=("tau_theta", "sigma_seed", "sigma_obs"),
-    )
+    # PyTensor's numba disk cache returns this model's log density with different last bits
+    # than a fresh compile (the Chinchilla model's are identical), so the same random_seed gave
+    # different draws on a machine's first and later fits; compiling afresh keeps them equal.
+    with pytensor.config.change_flags(numba__cache=False):
+        idata = sample_model(
+            model,
+            start,
+            sampler=sampler,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            random_seed=random_seed,
+            target_accept=target_accept,
+            progressbar=progressbar,
+            jitter=("tau_theta", "sigma_seed", "sigma_obs"),
+        )
     meta = {
         "law": "kaplan",
         "options": {"hierarchy": ["family"], "autocorrelation": autocorrelation},
