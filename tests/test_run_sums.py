@@ -12,10 +12,10 @@ from bayescale.data.validate import validate
 from bayescale.models.design import build_design
 from bayescale.models.hierarchical import build_model
 from bayescale.models.likelihood import (
-    _run_sums,
     ar_exponent,
     ar_phi,
     numpy_segment_sum,
+    residual_sums,
 )
 from bayescale.models.options import ModelOptions
 from bayescale.models.priors import resolve_priors
@@ -62,7 +62,7 @@ def test_sums_match_numpy_reference(case, mode):
     obs_run = case["obs_run"]
     mu = np.logaddexp(case["c"][obs_run], case["b"][obs_run] - case["beta"][obs_run] * case["log_d"])
     phi = None if mode == "none" else ar_phi(0.93, case["gap"], case["prev"], mode)
-    want = _run_sums(case["y"] - mu, case["sizes"].astype(float),
+    want = residual_sums(case["y"] - mu, case["sizes"].astype(float),
                      numpy_segment_sum(case["starts"][:-1]), phi, case["prev"], np)
     got, _ = _kernel(case, mode)
     for k, ref in enumerate(want):

@@ -24,8 +24,8 @@ from bayescale.models.likelihood import (
     ar_exponent,
     ar_phi,
     config_loglik_from_sums,
+    residual_sums,
     run_loglik_from_sums,
-    whiten,
 )
 from bayescale.models.options import ModelOptions
 from bayescale.models.priors import THETA_NAMES, theta_prior_arrays
@@ -292,17 +292,15 @@ def _run_sums_graph(design, options, theta, rho):
     """The same sums as plain PyTensor ops (any backend, e.g. JAX for numpyro)."""
     n_runs = len(design.runs)
     resid = design.log_loss - log_mean_curve(theta, design)
-    if rho is None:
-        w_e, w_1, log_det = resid, pt.ones(design.n_obs), pt.zeros(design.n_obs)
-    else:
+    phi = None
+    if rho is not None:
         phi = ar_phi(rho, design.obs_gap, design.obs_prev, options.autocorrelation, math=pt)
-        w_e = whiten(resid, phi, design.obs_prev, math=pt)
-        w_1 = (1 - phi) / pt.sqrt(1 - phi**2)
-        log_det = pt.log(1 - phi**2)
-    return tuple(
-        pt.inc_subtensor(pt.zeros(n_runs)[design.obs_run], x)
-        for x in (w_e**2, w_e * w_1, w_1**2, log_det)
-    )
+
+    def segment_sum(x):
+        return pt.inc_subtensor(pt.zeros(n_runs)[design.obs_run], x)
+
+    counts = design.run_counts.astype(float)
+    return residual_sums(resid, counts, segment_sum, phi, design.obs_prev, math=pt)
 
 
 def reference_log_loss(theta: np.ndarray, log_n_rel: np.ndarray, log_d_rel: np.ndarray):

@@ -74,7 +74,7 @@ def run_marginal_loglik(
     array-like
         Log-likelihood per run (last axis = runs).
     """
-    sums = _run_sums(resid, counts, segment_sum, phi, prev, math)
+    sums = residual_sums(resid, counts, segment_sum, phi, prev, math)
     return run_loglik_from_sums(*sums, sigma_obs, tau_run, counts, math)
 
 
@@ -138,7 +138,7 @@ def config_marginal_loglik(
     array-like
         Log-likelihood per config (last axis = configs).
     """
-    sums = _run_sums(resid, counts, segment_sum, phi, prev, math)
+    sums = residual_sums(resid, counts, segment_sum, phi, prev, math)
     return config_loglik_from_sums(
         *sums, sigma_obs, tau_run, tau_config, counts, config_sum, math
     )
@@ -178,7 +178,7 @@ def config_effect_conditional(
     """
     var = sigma_obs**2
     k = tau_run**2 / var
-    _, q_e1, q_11, _ = _run_sums(resid, counts, segment_sum, phi, prev, np)
+    _, q_e1, q_11, _ = residual_sums(resid, counts, segment_sum, phi, prev, np)
     s_tot, t_tot = _config_totals(q_e1, q_11, var, k, config_sum)
     precision = 1 / tau_config**2 + t_tot
     return s_tot / precision, np.sqrt(1 / precision)
@@ -195,12 +195,15 @@ def run_effect_conditional(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean and sd of each run's offset given its residuals (numpy only)."""
     var = sigma_obs**2
-    _, q_e1, q_11, _ = _run_sums(resid, counts, segment_sum, phi, prev, np)
+    _, q_e1, q_11, _ = residual_sums(resid, counts, segment_sum, phi, prev, np)
     post_var = 1 / (1 / tau_run**2 + q_11 / var)
     return post_var * q_e1 / var, np.sqrt(post_var)
 
 
-def _run_sums(resid, counts, segment_sum, phi, prev, math):
+def residual_sums(
+    resid: Any, counts: np.ndarray, segment_sum: Callable[[Any], Any], phi: Any | None,
+    prev: np.ndarray | None, math: ModuleType = np,
+) -> tuple[Any, Any, Any, Any]:
     """Per-run ``q_ee, q_e1, q_11`` and ``log|R|`` of the (AR(1)-whitened) residuals."""
     if phi is None:
         return segment_sum(resid**2), segment_sum(resid), counts, 0.0
