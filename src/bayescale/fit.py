@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,13 @@ from scipy.stats import t as student_t
 
 from bayescale.data.validate import validate
 from bayescale.fit_base import FitBase
-from bayescale.inference import Sampler, sample_model, warn_on_problems
+from bayescale.inference import (
+    Sampler,
+    SamplerSettings,
+    sample_model,
+    sampling_meta,
+    warn_on_problems,
+)
 from bayescale.intervals import DEFAULT_LEVELS, broadcast_points, prediction_dataset
 from bayescale.models.design import Design, build_design
 from bayescale.models.hierarchical import (
@@ -34,7 +39,7 @@ from bayescale.models.likelihood import (
 )
 from bayescale.models.options import ModelOptions
 from bayescale.models.priors import resolve_priors
-from bayescale.models.start import initial_point
+from bayescale.models.scaling import sampling_coordinates
 
 if TYPE_CHECKING:
     from bayescale.kaplan_fit import KaplanFit
@@ -123,6 +128,10 @@ config_effects
             draws=draws, tune=tune, chains=chains, random_seed=random_seed,
             target_accept=target_accept, progressbar=progressbar, n0=n0,
         )
+    settings = SamplerSettings(
+        sampler=sampler, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
+        target_accept=target_accept, progressbar=progressbar,
+    )
     if autocorrelation is None:  # AR(1) needs the Gaussian likelihood
         autocorrelation = "log_tokens" if likelihood == "normal" else "none"
     options = ModelOptions(
@@ -139,31 +148,19 @@ config_effects
     if options.config_effects:
         design.check_configs()
     resolved = resolve_priors(design.n0, design.d0, priors)
-    model = build_model(design, resolved, options, portable=sampler == "numpyro")
-    start = initial_point(design, resolved, options)
-    t0 = time.perf_counter()
-    idata = sample_model(
-        model,
-        start,
-        sampler=sampler,
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        random_seed=random_seed,
-        target_accept=target_accept,
-        progressbar=progressbar,
-        jitter=("tau_theta", "sigma_seed", "sigma_obs", "sigma_config"),
+    coordinates = sampling_coordinates(design, resolved, options)
+    model = build_model(
+        design, resolved, options, portable=sampler == "numpyro",
+        local_affine=coordinates.local_affine, scales=coordinates.scales,
     )
-    elapsed = time.perf_counter() - t0
+    idata = sample_model(model, coordinates.start, settings, jitter=coordinates.jitter)
     meta = {
         "law": law,
         "options": options.to_dict(),
         "priors": resolved,
         "n0": design.n0,
         "d0": design.d0,
-        "random_seed": int(random_seed),
-        "sampler": sampler,
-        "sampling_seconds": elapsed,
+        **sampling_meta(settings, idata),
     }
     result = ScalingLawFit._from_sampling(idata, data, design, options, meta)
     warn_on_problems(result.diagnostics, chains)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
 import arviz as az
 import numpy as np
@@ -18,28 +19,12 @@ Sampler = Literal["nutpie", "pymc", "numpyro"]
 SAMPLERS: tuple[str, ...] = ("nutpie", "pymc", "numpyro")
 
 
-def sample_model(
-    model: pm.Model,
-    initial_point: Mapping[str, np.ndarray],
-    *,
-    sampler: Sampler = "nutpie",
-    draws: int = 1000,
-    tune: int = 1000,
-    chains: int = 4,
-    random_seed: int = 0,
-    target_accept: float = 0.8,
-    progressbar: bool = True,
-    jitter: Sequence[str] = (),
-    var_names: Sequence[str] | None = None,
-) -> az.InferenceData:
-    """Run NUTS on ``model`` from ``initial_point``.
+@dataclass(frozen=True)
+class SamplerSettings:
+    """How NUTS is run (the sampler arguments of :func:`bayescale.fit`).
 
-    Parameters
+    Attributes
     ----------
-    model
-        The PyMC model.
-    initial_point
-        Starting values (constrained space) by variable name.
     sampler
         ``"nutpie"`` (default: numba backend with low-rank mass-matrix adaptation),
         ``"pymc"`` (PyMC's NUTS) or ``"numpyro"`` (needs ``numpyro`` installed).
@@ -51,6 +36,69 @@ def sample_model(
         Target acceptance rate for step-size adaptation.
     progressbar
         Show the sampler's progress bar.
+    """
+
+    sampler: Sampler = "nutpie"
+    draws: int = 1000
+    tune: int = 1000
+    chains: int = 4
+    random_seed: int = 0
+    target_accept: float = 0.9
+    progressbar: bool = True
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}; got {self.sampler!r}")
+        for name in ("draws", "tune", "chains"):
+            value = getattr(self, name)
+            if int(value) != value or value < (0 if name == "tune" else 1):
+                raise ValueError(f"{name} must be a {'non-negative' if name == 'tune' else 'positive'} "
+                                 f"integer; got {value!r}")
+        if not 0 < self.target_accept < 1:
+            raise ValueError(f"target_accept must be in (0, 1); got {self.target_accept!r}")
+
+    @property
+    def cores(self) -> int:
+        """Chains run in parallel: one per core, at most ``chains``."""
+        return max(1, min(self.chains, os.cpu_count() or 1))
+
+
+def sample_compiled_nutpie(compiled: Any, settings: SamplerSettings) -> az.InferenceData:
+    """Run nutpie on a compiled model with bayescale's adaptation settings."""
+    import nutpie
+
+    return nutpie.sample(
+        compiled,
+        draws=settings.draws,
+        tune=settings.tune,
+        chains=settings.chains,
+        cores=settings.cores,
+        seed=int(settings.random_seed),
+        progress_bar=settings.progressbar,
+        low_rank_modified_mass_matrix=True,
+        target_accept=settings.target_accept,
+        save_warmup=False,
+    )
+
+
+def sample_model(
+    model: pm.Model,
+    initial_point: Mapping[str, np.ndarray],
+    settings: SamplerSettings,
+    *,
+    jitter: Sequence[str] = (),
+    var_names: Sequence[str] | None = None,
+) -> az.InferenceData:
+    """Run NUTS on ``model`` from ``initial_point``.
+
+    Parameters
+    ----------
+    model
+        The PyMC model.
+    initial_point
+        Starting values (constrained space) by variable name.
+    settings
+        Sampler, draws, tuning, chains, seed, target acceptance and progress bar.
     jitter
         Names of variables whose starting value is jittered per chain (U(-1, 1) in
         unconstrained space); all others start exactly at ``initial_point``.
@@ -60,13 +108,12 @@ def sample_model(
     Returns
     -------
     arviz.InferenceData
-        With ``posterior`` and ``sample_stats`` groups.
+        With ``posterior`` and ``sample_stats`` groups; ``sample_stats.attrs`` records
+        ``compile_seconds`` and ``sampling_seconds``.
     """
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}; got {sampler!r}")
-    cores = max(1, min(chains, os.cpu_count() or 1))
     jitter_rvs = {model[name] for name in jitter if name in model.named_vars}
-    if sampler == "nutpie":
+    t0 = time.perf_counter()
+    if settings.sampler == "nutpie":
         import nutpie
 
         compiled = nutpie.compile_pymc_model(
@@ -76,43 +123,57 @@ def sample_model(
             jitter_rvs=jitter_rvs,
             var_names=list(var_names) if var_names else None,
         )
-        idata = nutpie.sample(
-            compiled,
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            cores=cores,
-            seed=int(random_seed),
-            progress_bar=progressbar,
-            low_rank_modified_mass_matrix=True,
-            target_accept=target_accept,
-            save_warmup=False,
-        )
-        return idata
+        t1 = time.perf_counter()
+        idata = sample_compiled_nutpie(compiled, settings)
+    else:
+        t1 = t0  # pm.sample compiles inside; its time counts as sampling
+        idata = _sample_pymc(model, initial_point, settings, var_names)
+    idata.sample_stats.attrs["compile_seconds"] = t1 - t0
+    idata.sample_stats.attrs["sampling_seconds"] = time.perf_counter() - t1
+    return idata
+
+
+def sampling_meta(settings: SamplerSettings, idata: az.InferenceData) -> dict[str, Any]:
+    """The fit metadata about sampling: settings, seed and the compile and sampling seconds."""
+    attrs = idata.sample_stats.attrs
+    return {
+        "sampler": settings.sampler,
+        "random_seed": int(settings.random_seed),
+        "sampler_settings": asdict(settings),
+        "compile_seconds": float(attrs.get("compile_seconds", float("nan"))),
+        "sampling_seconds": float(attrs.get("sampling_seconds", float("nan"))),
+    }
+
+
+def _sample_pymc(
+    model: pm.Model,
+    initial_point: Mapping[str, np.ndarray],
+    settings: SamplerSettings,
+    var_names: Sequence[str] | None,
+) -> az.InferenceData:
     kwargs = {}
-    if sampler == "numpyro":
+    if settings.sampler == "numpyro":
         try:
             import numpyro  # noqa: F401
         except ImportError as exc:  # pragma: no cover - optional dependency
             raise ImportError("sampler='numpyro' needs `pip install numpyro`") from exc
         kwargs["nuts_sampler"] = "numpyro"
     with model:
-        idata = pm.sample(
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            cores=cores,
-            random_seed=int(random_seed),
+        return pm.sample(
+            draws=settings.draws,
+            tune=settings.tune,
+            chains=settings.chains,
+            cores=settings.cores,
+            random_seed=int(settings.random_seed),
             initvals=dict(initial_point),
             init="adapt_diag",
             jitter_max_retries=0,
-            target_accept=target_accept,
-            progressbar=progressbar,
+            target_accept=settings.target_accept,
+            progressbar=settings.progressbar,
             var_names=list(var_names) if var_names else None,
             compute_convergence_checks=False,
             **kwargs,
         )
-    return idata
 
 
 @dataclass(frozen=True)

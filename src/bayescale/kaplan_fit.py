@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,13 @@ import xarray as xr
 from bayescale.data.validate import validate
 from bayescale.derived import broadcast_inputs, quantity_dataset
 from bayescale.fit_base import FitBase
-from bayescale.inference import Sampler, sample_model, warn_on_problems
+from bayescale.inference import (
+    Sampler,
+    SamplerSettings,
+    sample_model,
+    sampling_meta,
+    warn_on_problems,
+)
 from bayescale.intervals import DEFAULT_LEVELS, prediction_dataset
 from bayescale.laws import kaplan as law
 from bayescale.laws.kaplan import KAPLAN_PARAMS, KAPLAN_THETA
@@ -96,6 +101,10 @@ def fit_kaplan(
     bayescale.SamplingWarning
         On divergences, R-hat > 1.01 or low effective sample size.
     """
+    settings = SamplerSettings(
+        sampler=sampler, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
+        target_accept=target_accept, progressbar=progressbar,
+    )
     if tuple(hierarchy) != ("family",):
         raise ValueError(f"law='kaplan' supports hierarchy=('family',) only; got {hierarchy}")
     autocorrelation = "log_tokens" if autocorrelation is None else autocorrelation
@@ -106,22 +115,12 @@ def fit_kaplan(
     resolved = resolve_kaplan_priors(design.n0, design.s0, design.l0, priors)
     model = build_kaplan_model(design, resolved, autocorrelation)
     start = kaplan_initial_point(design, resolved, autocorrelation)
-    t0 = time.perf_counter()
     # PyTensor's numba disk cache returns this model's log density with different last bits
     # than a fresh compile (the Chinchilla model's are identical), so the same random_seed gave
     # different draws on a machine's first and later fits; compiling afresh keeps them equal.
     with pytensor.config.change_flags(numba__cache=False):
         idata = sample_model(
-            model,
-            start,
-            sampler=sampler,
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            random_seed=random_seed,
-            target_accept=target_accept,
-            progressbar=progressbar,
-            jitter=("tau_theta", "sigma_seed", "sigma_obs"),
+            model, start, settings, jitter=("tau_theta", "sigma_seed", "sigma_obs")
         )
     meta = {
         "law": "kaplan",
@@ -130,9 +129,7 @@ def fit_kaplan(
         "n0": design.n0,
         "s0": design.s0,
         "l0": design.l0,
-        "random_seed": int(random_seed),
-        "sampler": sampler,
-        "sampling_seconds": time.perf_counter() - t0,
+        **sampling_meta(settings, idata),
     }
     result = KaplanFit(idata=idata, data=data, meta=meta)
     result._design = design

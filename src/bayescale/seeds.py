@@ -27,7 +27,13 @@ from scipy.stats import norm
 
 from bayescale.data.validate import validate
 from bayescale.errors import DataError
-from bayescale.inference import Sampler, diagnose, sample_model, warn_on_problems
+from bayescale.inference import (
+    Sampler,
+    SamplerSettings,
+    diagnose,
+    sample_model,
+    warn_on_problems,
+)
 
 __all__ = ["SeedVariability", "replicate_table", "seed_variability"]
 
@@ -209,9 +215,10 @@ def seed_variability(
             pt.sum(-df * log_sigma[group_idx] - ss / (2 * sigma[group_idx] ** 2)),
         )
     start = {"mu": np.log(max(pooled, 1e-6)), "tau": 0.5, "z": np.zeros(len(groups))}
-    idata = sample_model(
-        model, start, sampler=sampler, draws=draws, tune=tune, chains=chains,
-        random_seed=random_seed, target_accept=0.9, progressbar=progressbar,
+    settings = SamplerSettings(
+        sampler=sampler, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
+        target_accept=0.9, progressbar=progressbar,
     )
+    idata = sample_model(model, start, settings)
     warn_on_problems(diagnose(idata, ["mu", "tau", "sigma_seed"]), chains)
     return SeedVariability(idata=idata, replicates=table)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import multiprocessing as mp
-import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -41,12 +40,13 @@ from scipy import stats
 
 from bayescale.data.prepare import drop_warmup
 from bayescale.data.validate import validate
+from bayescale.inference import SamplerSettings, sample_compiled_nutpie, sampling_meta
 from bayescale.models.design import Design, build_design
 from bayescale.models.hierarchical import build_model, log_mean_curve
 from bayescale.models.likelihood import ar_phi
 from bayescale.models.options import ModelOptions
 from bayescale.models.priors import THETA_NAMES, resolve_priors, theta_prior_arrays
-from bayescale.models.start import initial_point
+from bayescale.models.scaling import SamplingCoordinates, sampling_coordinates
 from bayescale.simulate import simulate
 
 #: Population parameters and noise scales SBC must calibrate (names used in tables and plots).
@@ -294,17 +294,24 @@ class RefitModel:
         shared_design = _SharedLossDesign(
             **{**fields_, "log_loss": loss}, fixed_n_obs=self.design.n_obs
         )
-        model = build_model(shared_design, self.priors, self.options)
-        start = initial_point(self.design, self.priors, self.options)
-        self._start = {
-            name: pytensor.shared(np.asarray(value, dtype=float), name=f"bayescale_start_{name}")
-            for name, value in start.items()
-        }
-        jitter = {model[n] for n in ("tau_theta", "sigma_seed", "sigma_obs")
-                  if n in model.named_vars}
+        coordinates = sampling_coordinates(self.design, self.priors, self.options)
+        self._shared = _shared_values(coordinates)
+        model = build_model(
+            shared_design, self.priors, self.options,
+            local_affine=self._shared_affine(coordinates),
+            scales={name: (self._shared[f"{name}_loc"], self._shared[f"{name}_scale"])
+                    for name in coordinates.scales},
+        )
+        self._start = {name: self._shared[f"start_{name}"] for name in coordinates.start}
+        jitter = {model[n] for n in coordinates.jitter if n in model.named_vars}
         self._compiled = nutpie.compile_pymc_model(
             model, backend="numba", initial_points=self._start, jitter_rvs=jitter
         )
+
+    def _shared_affine(self, coordinates: SamplingCoordinates) -> tuple[Any, Any] | None:
+        if coordinates.local_affine is None:
+            return None
+        return self._shared["local_loc"], self._shared["local_chol"]
 
     def _check_layout(self, design: Design) -> None:
         ref = self.design
@@ -325,41 +332,58 @@ class RefitModel:
         -------
         bayescale.ScalingLawFit
         """
-        import nutpie
 
         from bayescale.fit import ScalingLawFit
 
         data = validate(runs)
         design = build_design(data, n0=self.design.n0, d0=self.design.d0)
         self._check_layout(design)
-        for name, value in initial_point(design, self.priors, self.options).items():
-            self._start[name].set_value(np.asarray(value, dtype=float))
-        compiled = self._compiled.with_data(**{self._LOSS_NAME: design.log_loss})
-        chains = self.sampling["chains"]
-        t0 = time.perf_counter()
-        idata = nutpie.sample(
-            compiled,
-            draws=self.sampling["draws"],
-            tune=self.sampling["tune"],
-            chains=chains,
-            cores=max(1, min(chains, os.cpu_count() or 1)),
-            seed=int(random_seed),
-            progress_bar=False,
-            low_rank_modified_mass_matrix=True,
-            target_accept=self.sampling["target_accept"],
-            save_warmup=False,
+        coordinates = sampling_coordinates(design, self.priors, self.options)
+        updates = {self._LOSS_NAME: design.log_loss}
+        for name, value in _flat_values(coordinates).items():
+            self._shared[name].set_value(value)  # read by the initial-point function
+            if self._shared[name].name in self._compiled.shared_data:  # copied into the kernel
+                updates[self._shared[name].name] = value
+        compiled = self._compiled.with_data(**updates)
+        settings = SamplerSettings(
+            draws=self.sampling["draws"], tune=self.sampling["tune"],
+            chains=self.sampling["chains"], random_seed=int(random_seed),
+            target_accept=self.sampling["target_accept"], progressbar=False,
         )
+        t0 = time.perf_counter()
+        idata = sample_compiled_nutpie(compiled, settings)
+        idata.sample_stats.attrs["compile_seconds"] = 0.0
+        idata.sample_stats.attrs["sampling_seconds"] = time.perf_counter() - t0
         meta = {
             "law": "chinchilla",
             "options": self.options.to_dict(),
             "priors": self.priors,
             "n0": design.n0,
             "d0": design.d0,
-            "random_seed": int(random_seed),
-            "sampler": "nutpie",
-            "sampling_seconds": time.perf_counter() - t0,
+            **sampling_meta(settings, idata),
         }
         return ScalingLawFit._from_sampling(idata, data, design, self.options, meta)
+
+
+def _flat_values(coordinates: SamplingCoordinates) -> dict[str, np.ndarray]:
+    """Every number :class:`SamplingCoordinates` holds, by a flat name."""
+    out = {f"start_{k}": np.asarray(v, dtype=float) for k, v in coordinates.start.items()}
+    for name, (loc, scale) in coordinates.scales.items():
+        out[f"{name}_loc"] = np.asarray(loc, dtype=float)
+        out[f"{name}_scale"] = np.asarray(scale, dtype=float)
+    if coordinates.local_affine is not None:
+        out["local_loc"], out["local_chol"] = coordinates.local_affine
+    return out
+
+
+def _shared_values(coordinates: SamplingCoordinates) -> dict[str, Any]:
+    """Shared variables of :func:`_flat_values`, so a refit only swaps their values."""
+    import pytensor
+
+    return {
+        name: pytensor.shared(value, name=f"bayescale_{name}")
+        for name, value in _flat_values(coordinates).items()
+    }
 
 
 _REFIT_CACHE: dict[str, RefitModel] = {}

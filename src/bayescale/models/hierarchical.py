@@ -13,6 +13,7 @@ Levels: population -> (arch) -> family -> run (seed offset) -> checkpoint.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pymc as pm
@@ -30,6 +31,7 @@ from bayescale.models.likelihood import (
 from bayescale.models.options import ModelOptions
 from bayescale.models.priors import THETA_NAMES, theta_prior_arrays
 from bayescale.models.run_sums import ResidualRunSums
+from bayescale.models.transforms import UnitScale
 
 LAW_PARAMS = ("E", "A", "alpha", "B", "beta")
 #: Sampling coordinates of a family under ``family_parameterization="local"``.
@@ -75,6 +77,8 @@ def build_model(
     priors: Mapping[str, Mapping[str, float]],
     options: ModelOptions,
     portable: bool = False,
+    local_affine: tuple[Any, Any] | None = None,
+    scales: Mapping[str, tuple[Any, Any]] | None = None,
 ) -> pm.Model:
     """Build the PyMC model.
 
@@ -90,6 +94,14 @@ def build_model(
         Build the Gaussian likelihood from plain PyTensor ops (any backend, e.g. JAX for
         numpyro) instead of the compiled run-sums kernel (numba / C backends; a log-density
         gradient at 7,200 points takes 0.40 ms instead of 0.70 ms). The model is the same.
+    local_affine
+        ``(loc, chol)`` (family x 5, family x 5 x 5; arrays or shared variables): sample the
+        local coordinates as ``theta_local_z`` with ``theta_local = loc + chol @ z`` (see
+        :mod:`bayescale.models.scaling`). Only with local coordinates; the model is the same.
+    scales
+        ``(loc, scale)`` by variable name (``mu_theta``, ``sigma_seed``, ``sigma_obs``,
+        ``ar_rho``): sample ``(x - loc) / scale`` of the variable's default-transformed value
+        ``x`` (:class:`bayescale.models.transforms.UnitScale`). NUTS's coordinates only.
 
     Returns
     -------
@@ -105,12 +117,13 @@ def build_model(
     }
     mu0, sd0, fam_scale, arch_scale = theta_prior_arrays(priors)
     n_fam = len(design.families)
+    extra = _extra_transforms(scales)
     single = n_fam == 1 and not options.use_arch
     local_single = single and uses_local_coordinates(options)
     with pm.Model(coords=coords) as model:
         if local_single:
             # a lone family is the population; sample it in local coordinates (see below)
-            local = pm.Flat("theta_local", dims=("family", "local_component"))
+            local = _local_coordinates(local_affine)
             theta = pm.Deterministic(
                 "theta", local_to_theta(local, design.family_log_n_ref, math=pt),
                 dims=("family", "component"),
@@ -120,7 +133,9 @@ def build_model(
                 "population_prior", pm.logp(pm.Normal.dist(mu=mu0, sigma=sd0), mu_theta).sum()
             )
         else:
-            mu_theta = pm.Normal("mu_theta", mu=mu0, sigma=sd0, dims="component")
+            mu_theta = pm.Normal(
+                "mu_theta", mu=mu0, sigma=sd0, dims="component", **extra("mu_theta")
+            )
         if options.correlated_families:
             chol, _, _ = pm.LKJCholeskyCov(
                 "family_chol",
@@ -166,7 +181,7 @@ def build_model(
         elif uses_local_coordinates(options):
             # Same model, sampled in coordinates the data pin (see local_to_theta); the map is
             # volume-preserving (|Jacobian| = 1), so the prior is added as it stands.
-            local = pm.Flat("theta_local", dims=("family", "local_component"))
+            local = _local_coordinates(local_affine)
             theta = pm.Deterministic(
                 "theta", local_to_theta(local, design.family_log_n_ref, math=pt),
                 dims=("family", "component"),
@@ -181,7 +196,9 @@ def build_model(
 
         _law_deterministics(mu_theta, theta, design)
 
-        sigma_seed = pm.HalfNormal("sigma_seed", sigma=priors["sigma_seed"]["sigma"])
+        sigma_seed = pm.HalfNormal(
+            "sigma_seed", sigma=priors["sigma_seed"]["sigma"], **extra("sigma_seed")
+        )
         if options.seed_by_size:
             slope = pm.Normal(
                 "seed_size_slope",
@@ -191,10 +208,12 @@ def build_model(
             tau_run = sigma_seed * pt.exp(slope * design.run_log_n)
         else:
             tau_run = sigma_seed * pt.ones(len(design.runs))
-        sigma_obs = pm.HalfNormal("sigma_obs", sigma=priors["sigma_obs"]["sigma"])
+        sigma_obs = pm.HalfNormal(
+            "sigma_obs", sigma=priors["sigma_obs"]["sigma"], **extra("sigma_obs")
+        )
 
         if options.likelihood == "normal":
-            _normal_marginal(design, options, priors, theta, sigma_obs, tau_run, portable)
+            _normal_marginal(design, options, priors, theta, sigma_obs, tau_run, portable, extra)
         else:
             log_mu = log_mean_curve(theta, design)
             nu = pm.Gamma("nu", alpha=priors["nu"]["alpha"], beta=priors["nu"]["beta"])
@@ -208,6 +227,30 @@ def build_model(
                 dims="obs",
             )
     return model
+
+
+def _extra_transforms(scales: Mapping[str, tuple[Any, Any]] | None):
+    """``extra(name)``: the ``transform=`` keyword for ``name``, or nothing."""
+
+    def extra(name: str) -> dict[str, Any]:
+        if scales and name in scales:
+            return {"transform": UnitScale(*scales[name])}
+        return {}
+
+    return extra
+
+
+def _local_coordinates(local_affine: tuple[Any, Any] | None) -> pt.TensorVariable:
+    """The families' local coordinates: sampled directly, or as ``loc + chol @ z``."""
+    if local_affine is None:
+        return pm.Flat("theta_local", dims=("family", "local_component"))
+    loc, chol = local_affine
+    z = pm.Flat("theta_local_z", dims=("family", "local_component"))
+    # constant Jacobian: the affine map leaves the model unchanged
+    return pm.Deterministic(
+        "theta_local", loc + (chol * z[:, None, :]).sum(axis=-1),
+        dims=("family", "local_component"),
+    )
 
 
 def _law_deterministics(mu_theta: pt.TensorVariable, theta: pt.TensorVariable, design: Design):
@@ -246,10 +289,13 @@ def log_mean_curve(theta, design: Design, math=pt):
     return math.logaddexp(asym[..., obs], b_run[..., obs] - beta_run[..., obs] * design.obs_log_d)
 
 
-def _normal_marginal(design, options, priors, theta, sigma_obs, tau_run, portable) -> None:
+def _normal_marginal(design, options, priors, theta, sigma_obs, tau_run, portable, extra) -> None:
     rho = None
     if options.autocorrelation != "none":
-        rho = pm.Beta("ar_rho", alpha=priors["ar_rho"]["alpha"], beta=priors["ar_rho"]["beta"])
+        rho = pm.Beta(
+            "ar_rho", alpha=priors["ar_rho"]["alpha"], beta=priors["ar_rho"]["beta"],
+            **extra("ar_rho"),
+        )
     if portable:
         sums = _run_sums_graph(design, options, theta, rho)
     else:

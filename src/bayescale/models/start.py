@@ -98,8 +98,7 @@ def initial_point(
     if options.autocorrelation != "none":
         # With no consecutive checkpoints (every run a single one) only the Beta(2, 2) prior
         # informs rho, and its gradient at 0.5 is zero: nutpie refuses such a start.
-        has_pairs = bool((design.obs_prev >= 0).any())
-        point["ar_rho"] = np.asarray(0.5 if has_pairs else 0.6)
+        point["ar_rho"] = np.asarray(_lag_one_correlation(design, within))
     if options.config_effects:
         point["sigma_config"] = np.asarray(sigma_seed)
         point["sigma_seed"] = np.asarray(max(0.2 * sigma_seed, 1e-3))
@@ -110,3 +109,20 @@ def initial_point(
 
 def _residuals(design: Design, theta: np.ndarray) -> np.ndarray:
     return design.log_loss - log_mean_curve(theta, design, math=np)
+
+
+def _lag_one_correlation(design: Design, within: np.ndarray) -> float:
+    """Lag-1 correlation of the within-run residuals, clipped to [0.05, 0.98].
+
+    Starting ``ar_rho`` at the data's value instead of 0.5 saves the sampler a long early walk
+    (synthetic independent noise has rho ~ 0, real curves ~ 0.99). With no consecutive
+    checkpoints only the Beta prior informs rho; 0.6 keeps its gradient nonzero, which nutpie
+    needs for a start.
+    """
+    pairs = design.obs_prev >= 0
+    if not pairs.any():
+        return 0.6
+    cur, prev = within[pairs], within[design.obs_prev[pairs]]
+    denom = float(np.sqrt(np.sum(cur**2) * np.sum(prev**2)))
+    r = float(np.sum(cur * prev) / denom) if denom > 0 else 0.5
+    return float(np.clip(r, 0.05, 0.98))
