@@ -119,3 +119,19 @@ def test_sampler_settings_reject_bad_values():
         SamplerSettings(tune=-1)
     with pytest.raises(ValueError, match="target_accept"):
         SamplerSettings(target_accept=1.0)
+
+
+def test_families_with_few_sizes_keep_plain_local_coordinates(sim_runs):
+    """A family at one or two sizes is sampled in its plain local coordinates (z = local)."""
+    two_sizes = sim_runs[sim_runs["params"] < 5e8]
+    design = build_design(validate(two_sizes))
+    options = ModelOptions()
+    priors = resolve_priors(design.n0, design.d0, None)
+    coords = sampling_coordinates(design, priors, options)
+    loc, chol = coords.local_affine
+    np.testing.assert_array_equal(loc, 0.0)
+    np.testing.assert_array_equal(chol, np.broadcast_to(np.eye(5), chol.shape))
+    assert np.abs(coords.start["theta_local_z"]).max() > 0.1  # the start itself
+    noncentered = sampling_coordinates(design, priors, ModelOptions(
+        family_parameterization="noncentered"))
+    assert noncentered.local_affine is None and "mu_theta" not in noncentered.scales
