@@ -260,22 +260,45 @@ def test_sbc_smoke():
 
 @pytest.mark.slow
 def test_refit_model_gives_the_posterior_of_fit():
-    """Compiling once and swapping data/start reproduces bayescale.fit draw for draw."""
+    """Compiling once and swapping data, start and coordinates gives fit's model and posterior."""
     import warnings
+
+    from bayescale.data.validate import validate
+    from bayescale.models.design import build_design
+    from bayescale.models.hierarchical import build_model
+    from bayescale.models.options import ModelOptions
+    from bayescale.models.priors import resolve_priors
+    from bayescale.models.scaling import sampling_coordinates
 
     template = sbc_design(n_families=2, sizes=(2e7, 2e8), n_seeds=2, n_checkpoints=8)
     draws = [draw_from_prior(template, i, priors=SMOKE_PRIORS) for i in (1, 2)]
-    settings = {"draws": 50, "tune": 100, "chains": 2}
+    settings = {"draws": 400, "tune": 400, "chains": 2}
     refit = RefitModel(template, priors=SMOKE_PRIORS, n0=draws[0].n0, d0=draws[0].d0, **settings)
+    means = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for draw in draws:  # the second data set needs the swapped data and start
+        for draw in draws:  # the second data set needs the swapped data, start and coordinates
             ours = refit.fit(draw.runs, random_seed=3)
             ref = bayescale.fit(draw.runs, priors=SMOKE_PRIORS, n0=draw.n0, d0=draw.d0,
                                 random_seed=3, progressbar=False, **settings)
-            for name in ("mu_theta", "theta", "sigma_obs", "run_effect"):
-                np.testing.assert_array_equal(ours.posterior_draws(name),
-                                              ref.posterior_draws(name))
+            # the same log density as the model fit builds for this data set, at its draws
+            design = build_design(validate(draw.runs), n0=draw.n0, d0=draw.d0)
+            priors = resolve_priors(design.n0, design.d0, SMOKE_PRIORS)
+            coords = sampling_coordinates(design, priors, ModelOptions())
+            fresh = build_model(design, priors, ModelOptions(),
+                                local_affine=coords.local_affine, scales=coords.scales)
+            logp_fresh, logp_refit = fresh.compile_logp(), refit.model.compile_logp()
+            post = ref.idata.posterior
+            for k in (0, 57, 311):
+                point = {}
+                for value in fresh.value_vars:
+                    base = value.name.removesuffix("_log__")
+                    x = post[base].isel(chain=0, draw=k).values
+                    point[value.name] = np.log(x) if value.name.endswith("_log__") else x
+                assert logp_refit(point) == pytest.approx(logp_fresh(point), rel=1e-10)
+            means.append([float(f.idata.posterior["mu_theta"].mean()) for f in (ours, ref)])
+            sd = float(ref.idata.posterior["mu_theta"].std(("chain", "draw")).mean())
+            assert abs(means[-1][0] - means[-1][1]) < 0.5 * sd
     other = sbc_design(n_families=2, sizes=(2e7, 6e7), n_seeds=2, n_checkpoints=8)
     with pytest.raises(ValueError, match="template"):
         refit.fit(other)

@@ -46,7 +46,7 @@ from bayescale.models.hierarchical import build_model, log_mean_curve
 from bayescale.models.likelihood import ar_phi
 from bayescale.models.options import ModelOptions
 from bayescale.models.priors import THETA_NAMES, resolve_priors, theta_prior_arrays
-from bayescale.models.scaling import SamplingCoordinates, sampling_coordinates
+from bayescale.models.scaling import sampling_coordinates
 from bayescale.simulate import simulate
 
 #: Population parameters and noise scales SBC must calibrate (names used in tables and plots).
@@ -241,9 +241,11 @@ class RefitModel:
     small fit's cost). Studies that fit many data sets with the same families, runs and tokens
     (SBC, coverage) build the same model with the log-losses in a shared variable and the
     starting point in shared variables, compile it once, and per data set only swap the data,
-    recompute the least-squares start and sample. Everything else (model, priors, start,
-    jitter, nutpie settings, post-processing into a :class:`bayescale.ScalingLawFit`) is what
-    :func:`bayescale.fit` does.
+    recompute the least-squares start and the sampling coordinates, and sample. Everything else
+    (model, priors, start, coordinates, jitter, nutpie settings, post-processing into a
+    :class:`bayescale.ScalingLawFit`) is what :func:`bayescale.fit` does. The log density is
+    :func:`bayescale.fit`'s to rounding; the draws are not bit-identical, because ``fit`` takes
+    the coordinates as constants, which the compiler folds differently.
 
     Parameters
     ----------
@@ -290,28 +292,21 @@ class RefitModel:
         self.sampling = {"draws": draws, "tune": tune, "chains": chains,
                          "target_accept": target_accept}
         fields_ = {f.name: getattr(self.design, f.name) for f in dataclasses.fields(Design)}
-        loss = pytensor.shared(self.design.log_loss.copy(), name=self._LOSS_NAME)
+        self._loss = loss = pytensor.shared(self.design.log_loss.copy(), name=self._LOSS_NAME)
         shared_design = _SharedLossDesign(
             **{**fields_, "log_loss": loss}, fixed_n_obs=self.design.n_obs
         )
         coordinates = sampling_coordinates(self.design, self.priors, self.options)
-        self._shared = _shared_values(coordinates)
-        model = build_model(
-            shared_design, self.priors, self.options,
-            local_affine=self._shared_affine(coordinates),
-            scales={name: (self._shared[f"{name}_loc"], self._shared[f"{name}_scale"])
-                    for name in coordinates.scales},
+        self._shared = coordinates.shared_variables()
+        local_affine, scales = coordinates.model_inputs(self._shared)
+        self.model = model = build_model(
+            shared_design, self.priors, self.options, local_affine=local_affine, scales=scales
         )
         self._start = {name: self._shared[f"start_{name}"] for name in coordinates.start}
         jitter = {model[n] for n in coordinates.jitter if n in model.named_vars}
         self._compiled = nutpie.compile_pymc_model(
             model, backend="numba", initial_points=self._start, jitter_rvs=jitter
         )
-
-    def _shared_affine(self, coordinates: SamplingCoordinates) -> tuple[Any, Any] | None:
-        if coordinates.local_affine is None:
-            return None
-        return self._shared["local_loc"], self._shared["local_chol"]
 
     def _check_layout(self, design: Design) -> None:
         ref = self.design
@@ -340,7 +335,8 @@ class RefitModel:
         self._check_layout(design)
         coordinates = sampling_coordinates(design, self.priors, self.options)
         updates = {self._LOSS_NAME: design.log_loss}
-        for name, value in _flat_values(coordinates).items():
+        self._loss.set_value(design.log_loss)  # keeps self.model on the current data set
+        for name, value in coordinates.values().items():
             self._shared[name].set_value(value)  # read by the initial-point function
             if self._shared[name].name in self._compiled.shared_data:  # copied into the kernel
                 updates[self._shared[name].name] = value
@@ -363,27 +359,6 @@ class RefitModel:
             **sampling_meta(settings, idata),
         }
         return ScalingLawFit._from_sampling(idata, data, design, self.options, meta)
-
-
-def _flat_values(coordinates: SamplingCoordinates) -> dict[str, np.ndarray]:
-    """Every number :class:`SamplingCoordinates` holds, by a flat name."""
-    out = {f"start_{k}": np.asarray(v, dtype=float) for k, v in coordinates.start.items()}
-    for name, (loc, scale) in coordinates.scales.items():
-        out[f"{name}_loc"] = np.asarray(loc, dtype=float)
-        out[f"{name}_scale"] = np.asarray(scale, dtype=float)
-    if coordinates.local_affine is not None:
-        out["local_loc"], out["local_chol"] = coordinates.local_affine
-    return out
-
-
-def _shared_values(coordinates: SamplingCoordinates) -> dict[str, Any]:
-    """Shared variables of :func:`_flat_values`, so a refit only swaps their values."""
-    import pytensor
-
-    return {
-        name: pytensor.shared(value, name=f"bayescale_{name}")
-        for name, value in _flat_values(coordinates).items()
-    }
 
 
 _REFIT_CACHE: dict[str, RefitModel] = {}

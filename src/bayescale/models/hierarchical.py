@@ -31,7 +31,6 @@ from bayescale.models.likelihood import (
 from bayescale.models.options import ModelOptions
 from bayescale.models.priors import THETA_NAMES, theta_prior_arrays
 from bayescale.models.run_sums import ResidualRunSums
-from bayescale.models.transforms import UnitScale
 
 LAW_PARAMS = ("E", "A", "alpha", "B", "beta")
 #: Sampling coordinates of a family under ``family_parameterization="local"``.
@@ -100,8 +99,9 @@ def build_model(
         :mod:`bayescale.models.scaling`). Only with local coordinates; the model is the same.
     scales
         ``(loc, scale)`` by variable name (``mu_theta``, ``sigma_seed``, ``sigma_obs``,
-        ``ar_rho``): sample ``(x - loc) / scale`` of the variable's default-transformed value
-        ``x`` (:class:`bayescale.models.transforms.UnitScale`). NUTS's coordinates only.
+        ``ar_rho``; arrays or shared variables): sample ``name_z`` with
+        ``link(name) = loc + scale * name_z`` (identity, log or logit link; see
+        :func:`_free_variable`). NUTS's coordinates only; the model is the same.
 
     Returns
     -------
@@ -117,7 +117,6 @@ def build_model(
     }
     mu0, sd0, fam_scale, arch_scale = theta_prior_arrays(priors)
     n_fam = len(design.families)
-    extra = _extra_transforms(scales)
     single = n_fam == 1 and not options.use_arch
     local_single = single and uses_local_coordinates(options)
     with pm.Model(coords=coords) as model:
@@ -133,8 +132,8 @@ def build_model(
                 "population_prior", pm.logp(pm.Normal.dist(mu=mu0, sigma=sd0), mu_theta).sum()
             )
         else:
-            mu_theta = pm.Normal(
-                "mu_theta", mu=mu0, sigma=sd0, dims="component", **extra("mu_theta")
+            mu_theta = _free_variable(
+                "mu_theta", pm.Normal.dist(mu=mu0, sigma=sd0), "identity", scales, "component"
             )
         if options.correlated_families:
             chol, _, _ = pm.LKJCholeskyCov(
@@ -196,8 +195,8 @@ def build_model(
 
         _law_deterministics(mu_theta, theta, design)
 
-        sigma_seed = pm.HalfNormal(
-            "sigma_seed", sigma=priors["sigma_seed"]["sigma"], **extra("sigma_seed")
+        sigma_seed = _free_variable(
+            "sigma_seed", pm.HalfNormal.dist(sigma=priors["sigma_seed"]["sigma"]), "log", scales
         )
         if options.seed_by_size:
             slope = pm.Normal(
@@ -208,12 +207,12 @@ def build_model(
             tau_run = sigma_seed * pt.exp(slope * design.run_log_n)
         else:
             tau_run = sigma_seed * pt.ones(len(design.runs))
-        sigma_obs = pm.HalfNormal(
-            "sigma_obs", sigma=priors["sigma_obs"]["sigma"], **extra("sigma_obs")
+        sigma_obs = _free_variable(
+            "sigma_obs", pm.HalfNormal.dist(sigma=priors["sigma_obs"]["sigma"]), "log", scales
         )
 
         if options.likelihood == "normal":
-            _normal_marginal(design, options, priors, theta, sigma_obs, tau_run, portable, extra)
+            _normal_marginal(design, options, priors, theta, sigma_obs, tau_run, portable, scales)
         else:
             log_mu = log_mean_curve(theta, design)
             nu = pm.Gamma("nu", alpha=priors["nu"]["alpha"], beta=priors["nu"]["beta"])
@@ -229,15 +228,37 @@ def build_model(
     return model
 
 
-def _extra_transforms(scales: Mapping[str, tuple[Any, Any]] | None):
-    """``extra(name)``: the ``transform=`` keyword for ``name``, or nothing."""
+def _free_variable(
+    name: str,
+    dist: pt.TensorVariable,
+    link: str,
+    scales: Mapping[str, tuple[Any, Any]] | None,
+    dims: str | None = None,
+) -> pt.TensorVariable:
+    """``name ~ dist``, sampled directly or in a unit-scale coordinate.
 
-    def extra(name: str) -> dict[str, Any]:
-        if scales and name in scales:
-            return {"transform": UnitScale(*scales[name])}
-        return {}
-
-    return extra
+    Without ``scales[name]``: a PyMC random variable with its default transform. With
+    ``(loc, scale)``: a flat ``name_z`` with ``link(name) = loc + scale * name_z``; the prior
+    and the link's log-Jacobian enter as a Potential (the constant ``log scale`` is left out),
+    so the model is the same. The link is ``"identity"``, ``"log"`` or ``"logit"``, matching
+    PyMC's default transform of ``dist``.
+    """
+    if not scales or name not in scales:
+        return pm.modelcontext(None).register_rv(dist, name, dims=dims)
+    loc, scale = scales[name]
+    z = pm.Flat(f"{name}_z", dims=dims)
+    y = loc + scale * z
+    if link == "log":
+        value, log_jac = pt.exp(y), y
+    elif link == "logit":
+        value, log_jac = pt.sigmoid(y), -pt.softplus(-y) - pt.softplus(y)
+    elif link == "identity":
+        value, log_jac = y, pt.zeros_like(y)
+    else:
+        raise ValueError(f"unknown link {link!r}")
+    value = pm.Deterministic(name, value, dims=dims)
+    pm.Potential(f"{name}_prior", (pm.logp(dist, value) + log_jac).sum())
+    return value
 
 
 def _local_coordinates(local_affine: tuple[Any, Any] | None) -> pt.TensorVariable:
@@ -289,12 +310,14 @@ def log_mean_curve(theta, design: Design, math=pt):
     return math.logaddexp(asym[..., obs], b_run[..., obs] - beta_run[..., obs] * design.obs_log_d)
 
 
-def _normal_marginal(design, options, priors, theta, sigma_obs, tau_run, portable, extra) -> None:
+def _normal_marginal(design, options, priors, theta, sigma_obs, tau_run, portable, scales) -> None:
     rho = None
     if options.autocorrelation != "none":
-        rho = pm.Beta(
-            "ar_rho", alpha=priors["ar_rho"]["alpha"], beta=priors["ar_rho"]["beta"],
-            **extra("ar_rho"),
+        rho = _free_variable(
+            "ar_rho",
+            pm.Beta.dist(alpha=priors["ar_rho"]["alpha"], beta=priors["ar_rho"]["beta"]),
+            "logit",
+            scales,
         )
     if portable:
         sums = _run_sums_graph(design, options, theta, rho)

@@ -17,17 +17,19 @@ their directions to the family prior, whose width moves with ``tau_theta``, and 
 at the starting ``tau_theta`` made them sample slower.
 
 The population mean (``mu_theta``, with local or centred families) and the noise parameters
-(``sigma_obs``, ``sigma_seed``, ``ar_rho``) are sampled through
-:class:`bayescale.models.transforms.UnitScale`, centred at the start with rough posterior sds
-from the data's size.
+(``sigma_obs``, ``sigma_seed``, ``ar_rho``) are sampled as ``name_z`` with
+``link(name) = loc + scale * name_z`` (log for the sds, logit for ``ar_rho``), centred at the
+start with rough posterior sds from the data's size.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pytensor
 
 from bayescale.models.design import Design
 from bayescale.models.hierarchical import local_to_theta, log_mean_curve
@@ -116,13 +118,44 @@ class SamplingCoordinates:
         ``(loc, chol)`` with ``theta_local = loc + chol @ theta_local_z`` per family, or
         ``None`` when the families are not sampled in local coordinates.
     scales
-        ``(loc, scale)`` by variable name in its default-transformed space (see
-        :class:`bayescale.models.transforms.UnitScale`).
+        ``(loc, scale)`` by variable name on its link scale (see ``build_model``).
     """
 
     start: dict[str, np.ndarray]
     local_affine: tuple[np.ndarray, np.ndarray] | None
     scales: dict[str, tuple[np.ndarray, np.ndarray]]
+
+    def values(self) -> dict[str, np.ndarray]:
+        """Every number held, by a flat name (``start_<var>``, ``<var>_loc``, ``local_chol``...)."""
+        out = {f"start_{k}": np.asarray(v, dtype=float) for k, v in self.start.items()}
+        for name, (loc, scale) in self.scales.items():
+            out[f"{name}_loc"] = np.asarray(loc, dtype=float)
+            out[f"{name}_scale"] = np.asarray(scale, dtype=float)
+        if self.local_affine is not None:
+            out["local_loc"], out["local_chol"] = self.local_affine
+        return out
+
+    def shared_variables(self) -> dict[str, Any]:
+        """PyTensor shared variables of :meth:`values` (named ``bayescale_<name>``)."""
+        return {
+            name: pytensor.shared(value, name=f"bayescale_{name}")
+            for name, value in self.values().items()
+        }
+
+    def model_inputs(
+        self, shared: Mapping[str, Any]
+    ) -> tuple[tuple[Any, Any] | None, dict[str, tuple[Any, Any]]]:
+        """``(local_affine, scales)`` for ``build_model`` from :meth:`shared_variables`.
+
+        A model compiled once takes them as shared variables and is given new values per data
+        set (:class:`bayescale.validation.RefitModel`); :func:`bayescale.fit` passes the arrays
+        themselves, which numba compiles faster.
+        """
+        affine = None
+        if self.local_affine is not None:
+            affine = (shared["local_loc"], shared["local_chol"])
+        scales = {name: (shared[f"{name}_loc"], shared[f"{name}_scale"]) for name in self.scales}
+        return affine, scales
 
     @property
     def jitter(self) -> tuple[str, ...]:
@@ -131,7 +164,7 @@ class SamplingCoordinates:
         Only unit-scale coordinates (and the log spreads ``tau_theta``, ``sigma_config``, of
         order one) are jittered; a jitter of 1 elsewhere would start far out in the tails.
         """
-        names = ["tau_theta", "sigma_config", *self.scales]
+        names = ["tau_theta", "sigma_config", *(f"{name}_z" for name in self.scales)]
         if self.local_affine is not None:
             names.append("theta_local_z")
         return tuple(names)
@@ -157,15 +190,18 @@ def sampling_coordinates(
     """
     point = initial_point(design, priors, options)
     scales = scalar_scales(design, point)
+    plain = dict(point)  # before the scaled variables become their z coordinates
     if options.family_parameterization == "noncentered":
         # given the standardised offsets, the data pin mu_theta far more tightly than
         # tau / sqrt(families): leave it to the mass matrix
         scales.pop("mu_theta", None)
+    for name in scales:
+        point[f"{name}_z"] = np.zeros_like(np.asarray(point.pop(name), dtype=float))
     if "theta_local" not in point:
         return SamplingCoordinates(point, None, scales)
     local = np.asarray(point["theta_local"], dtype=float)
-    context = dict(point)
-    if "mu_theta" not in point:  # a lone family: its prior is the population prior
+    context = plain
+    if "mu_theta" not in plain:  # a lone family: its prior is the population prior
         mu0, sd0, _, _ = theta_prior_arrays(priors)
         context["mu_theta"], context["tau_theta"] = mu0, sd0
     loc = local.copy()
