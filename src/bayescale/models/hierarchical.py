@@ -133,7 +133,7 @@ def build_model(
             )
         else:
             mu_theta = _free_variable(
-                "mu_theta", pm.Normal.dist(mu=mu0, sigma=sd0), "identity", scales, "component"
+                "mu_theta", pm.Normal, {"mu": mu0, "sigma": sd0}, "identity", scales, "component"
             )
         if options.correlated_families:
             chol, _, _ = pm.LKJCholeskyCov(
@@ -196,7 +196,7 @@ def build_model(
         _law_deterministics(mu_theta, theta, design)
 
         sigma_seed = _free_variable(
-            "sigma_seed", pm.HalfNormal.dist(sigma=priors["sigma_seed"]["sigma"]), "log", scales
+            "sigma_seed", pm.HalfNormal, {"sigma": priors["sigma_seed"]["sigma"]}, "log", scales
         )
         if options.seed_by_size:
             slope = pm.Normal(
@@ -208,7 +208,7 @@ def build_model(
         else:
             tau_run = sigma_seed * pt.ones(len(design.runs))
         sigma_obs = _free_variable(
-            "sigma_obs", pm.HalfNormal.dist(sigma=priors["sigma_obs"]["sigma"]), "log", scales
+            "sigma_obs", pm.HalfNormal, {"sigma": priors["sigma_obs"]["sigma"]}, "log", scales
         )
 
         if options.likelihood == "normal":
@@ -230,12 +230,13 @@ def build_model(
 
 def _free_variable(
     name: str,
-    dist: pt.TensorVariable,
+    dist: type[pm.Distribution],
+    params: Mapping[str, Any],
     link: str,
     scales: Mapping[str, tuple[Any, Any]] | None,
     dims: str | None = None,
 ) -> pt.TensorVariable:
-    """``name ~ dist``, sampled directly or in a unit-scale coordinate.
+    """``name ~ dist(**params)``, sampled directly or in a unit-scale coordinate.
 
     Without ``scales[name]``: a PyMC random variable with its default transform. With
     ``(loc, scale)``: a flat ``name_z`` with ``link(name) = loc + scale * name_z``; the prior
@@ -244,7 +245,7 @@ def _free_variable(
     PyMC's default transform of ``dist``.
     """
     if not scales or name not in scales:
-        return pm.modelcontext(None).register_rv(dist, name, dims=dims)
+        return dist(name, **params, dims=dims)
     loc, scale = scales[name]
     z = pm.Flat(f"{name}_z", dims=dims)
     y = loc + scale * z
@@ -257,7 +258,7 @@ def _free_variable(
     else:
         raise ValueError(f"unknown link {link!r}")
     value = pm.Deterministic(name, value, dims=dims)
-    pm.Potential(f"{name}_prior", (pm.logp(dist, value) + log_jac).sum())
+    pm.Potential(f"{name}_prior", (pm.logp(dist.dist(**params), value) + log_jac).sum())
     return value
 
 
@@ -315,7 +316,8 @@ def _normal_marginal(design, options, priors, theta, sigma_obs, tau_run, portabl
     if options.autocorrelation != "none":
         rho = _free_variable(
             "ar_rho",
-            pm.Beta.dist(alpha=priors["ar_rho"]["alpha"], beta=priors["ar_rho"]["beta"]),
+            pm.Beta,
+            {"alpha": priors["ar_rho"]["alpha"], "beta": priors["ar_rho"]["beta"]},
             "logit",
             scales,
         )
