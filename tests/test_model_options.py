@@ -25,6 +25,7 @@ def runs():
     [
         ({"hierarchy": ("arch", "family")}, "theta_arch"),
         ({"autocorrelation": "none", "family_parameterization": "centered"}, None),
+        ({"family_parameterization": "noncentered"}, "z_theta"),
         # ~45-120 s each at these settings (LKJ: the centred MvNormal samples slowly)
         pytest.param({"correlated_families": True}, "family_chol", marks=pytest.mark.slow),
         pytest.param({"likelihood": "student_t"}, "nu", marks=pytest.mark.slow),
