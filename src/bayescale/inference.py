@@ -49,11 +49,10 @@ class SamplerSettings:
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}; got {self.sampler!r}")
-        for name in ("draws", "tune", "chains"):
+        for name, least in (("draws", 1), ("tune", 0), ("chains", 1)):
             value = getattr(self, name)
-            if int(value) != value or value < (0 if name == "tune" else 1):
-                raise ValueError(f"{name} must be a {'non-negative' if name == 'tune' else 'positive'} "
-                                 f"integer; got {value!r}")
+            if int(value) != value or value < least:
+                raise ValueError(f"{name} must be an integer >= {least}; got {value!r}")
         if not 0 < self.target_accept < 1:
             raise ValueError(f"target_accept must be in (0, 1); got {self.target_accept!r}")
 
