@@ -62,13 +62,19 @@ class Design:
     configs: np.ndarray = field(default_factory=lambda: np.array([], dtype=str))
     run_config: np.ndarray = field(default_factory=lambda: np.array([], dtype=int))
 
+    def _family_sizes(self) -> list[np.ndarray]:
+        """The distinct parameter counts among each family's runs."""
+        return [np.unique(self.run_params[self.run_family == f]) for f in range(len(self.families))]
+
     @property
     def family_log_n_ref(self) -> np.ndarray:
         """``log(N_f / N0)`` with ``N_f`` the geometric mean of each family's run sizes."""
-        return np.array([
-            np.mean(np.log(np.unique(self.run_params[self.run_family == f]) / self.n0))
-            for f in range(len(self.families))
-        ])
+        return np.array([np.mean(np.log(sizes / self.n0)) for sizes in self._family_sizes()])
+
+    @property
+    def family_n_sizes(self) -> np.ndarray:
+        """Number of distinct model sizes among each family's runs."""
+        return np.array([sizes.size for sizes in self._family_sizes()])
 
     @property
     def n_obs(self) -> int:

@@ -209,7 +209,7 @@ def sampling_coordinates(
     # A family whose runs span fewer than three sizes leaves directions to the family prior,
     # whose width moves with tau_theta: a factor fixed at the starting tau made those families
     # sample 5x slower (deepmind-routing). They keep the plain local coordinates (z = local).
-    few = _family_n_sizes(design) < _MIN_SIZES_SCALED
+    few = design.family_n_sizes < _MIN_SIZES_SCALED
     loc[few] = 0.0
     chol[few] = np.eye(local.shape[1])
     z = np.where(few[:, None], local, 0.0)
@@ -218,20 +218,12 @@ def sampling_coordinates(
     return SamplingCoordinates(start, (loc, chol), scales)
 
 
-def _family_n_sizes(design: Design) -> np.ndarray:
-    """Number of distinct model sizes among each family's runs."""
-    return np.array([
-        np.unique(design.run_params[design.run_family == f]).size
-        for f in range(len(design.families))
-    ])
-
-
 def scalar_scales(
     design: Design, point: Mapping[str, np.ndarray]
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``(loc, scale)`` of the population mean and the noise parameters' sampled coordinates.
 
-    Centred at ``point`` in each variable's default-transformed space (log, logit), with rough
+    Centred at ``point`` on each variable's link scale (identity, log, logit), with rough
     posterior sds from the data's size: ``sigma_obs`` (log) ``1/sqrt(2 n_eff)`` with ``n_eff``
     the checkpoints discounted for AR(1) correlation; ``sigma_seed`` (log) ``1/sqrt(2 runs)``;
     ``ar_rho`` (logit) the AR(1) estimator's sd; ``mu_theta`` the starting family spread over
