@@ -6,6 +6,7 @@ tests below.
 
 from __future__ import annotations
 
+import importlib
 import warnings
 
 import numpy as np
@@ -210,6 +211,26 @@ def test_same_seed_same_draws(tiny_runs):
 def test_warns_on_unconverged_fit(tiny_runs):
     with pytest.warns(bayescale.SamplingWarning, match="effective sample size|R-hat"):
         bayescale.fit(tiny_runs, random_seed=0, draws=10, tune=10, chains=2, progressbar=False)
+
+
+def test_fit_warns_before_sampling_when_every_family_is_at_one_size(tiny_runs, monkeypatch):
+    """One size per family leaves E, A and alpha to the priors: say so before the long wait."""
+    fit_module = importlib.import_module("bayescale.fit")  # the module, not bayescale.fit()
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Stop
+
+    monkeypatch.setattr(fit_module, "sampling_coordinates", stop)
+    one_size = tiny_runs[tiny_runs["params"] == 2e8]
+    with pytest.warns(UserWarning, match="single model size"), pytest.raises(Stop):
+        bayescale.fit(one_size, progressbar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        with pytest.raises(Stop):  # two sizes: no warning
+            bayescale.fit(tiny_runs, progressbar=False)
 
 
 def test_invalid_options_are_rejected(tiny_runs):

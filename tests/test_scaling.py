@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import warnings
-
 import numpy as np
 import pytensor.tensor as pt
 import pytest
@@ -144,22 +141,3 @@ def test_families_with_few_sizes_keep_plain_local_coordinates(sim_runs):
         family_parameterization="noncentered"))
     assert noncentered.local_affine is None and "mu_theta" not in noncentered.scales
 
-
-def test_fit_warns_before_sampling_when_every_family_is_at_one_size(sim_runs, monkeypatch):
-    """One size per family leaves E, A and alpha to the priors: say so before the long wait."""
-    fit_module = importlib.import_module("bayescale.fit")  # the module, not bayescale.fit()
-
-    class Stop(Exception):
-        pass
-
-    def stop(*args, **kwargs):
-        raise Stop
-
-    monkeypatch.setattr(fit_module, "sampling_coordinates", stop)
-    one_size = sim_runs[sim_runs["params"] == 2e8]
-    with pytest.warns(UserWarning, match="single model size"), pytest.raises(Stop):
-        bayescale.fit(one_size, progressbar=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)
-        with pytest.raises(Stop):  # several sizes: no warning
-            bayescale.fit(sim_runs, progressbar=False)

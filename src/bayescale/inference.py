@@ -222,7 +222,8 @@ class Diagnostics:
                 advice = (
                     "the families' spread mixes slowly, a funnel where their data leave a "
                     "parameter to the population prior: try family_parameterization="
-                    "'noncentered' (hitchhiker: R-hat 1.045 -> 1.01) and run longer"
+                    "'noncentered' unless the fit uses it already (hitchhiker: R-hat 1.045 -> "
+                    "1.01), and run longer"
                 )
             else:
                 advice = (
