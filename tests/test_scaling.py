@@ -140,4 +140,3 @@ def test_families_with_few_sizes_keep_plain_local_coordinates(sim_runs):
     noncentered = sampling_coordinates(design, priors, ModelOptions(
         family_parameterization="noncentered"))
     assert noncentered.local_affine is None and "mu_theta" not in noncentered.scales
-
