@@ -10,9 +10,9 @@ import bayescale
 from bayescale.data.validate import validate
 from bayescale.inference import SamplerSettings
 from bayescale.models.design import build_design
-from bayescale.models.hierarchical import build_model
+from bayescale.models.hierarchical import build_model, local_to_theta, theta_to_local
 from bayescale.models.options import ModelOptions
-from bayescale.models.priors import resolve_priors
+from bayescale.models.priors import THETA_NAMES, resolve_priors
 from bayescale.models.scaling import (
     family_laplace_factors,
     family_log_density,
@@ -27,8 +27,11 @@ def sim_runs():
 
 
 @pytest.fixture(scope="module")
-def setup(sim_runs):
-    design = build_design(validate(sim_runs))
+def setup():
+    # five sizes: the data pin each family's alpha, which is then sampled as a coordinate
+    runs = bayescale.simulate(n_families=3, sizes=(2e7, 6e7, 2e8, 6e8, 2e9), n_seeds=2,
+                              n_checkpoints=15, random_seed=4).runs
+    design = build_design(validate(runs))
     options = ModelOptions()
     priors = resolve_priors(design.n0, design.d0, None)
     return design, options, priors, sampling_coordinates(design, priors, options)
@@ -48,12 +51,36 @@ _LINKS = {"mu_theta": lambda x: x, "sigma_seed": np.log, "sigma_obs": np.log,
           "ar_rho": lambda x: np.log(x / (1 - x))}
 
 
+def _alpha_moved(z, direction, mu, tau):
+    """``w`` and ``log r`` of the log-alpha rescaling, written out independently in numpy."""
+    d = direction
+    var = 1.0 / (d["prec"] + tau[2] ** -2)
+    r = np.sqrt(var) / d["sd0"]
+    shift = (var * (d["info"] + mu[2] / tau[2] ** 2) - d["mean0"]) / d["sd0"]
+    w = z + ((r - 1) * np.sum(d["u"] * z, axis=1) + shift)[:, None] * d["u"]
+    return w, float(np.sum(d["active"] * np.log(r)))
+
+
+def _mu_moments(d, priors, tau):
+    """Precision and mean of ``mu_theta | tau_theta`` under the Gaussian approximation."""
+    mu0 = np.array([priors[name]["mu"] for name in THETA_NAMES])
+    sd0 = np.array([priors[name]["sigma"] for name in THETA_NAMES])
+    w = d["active"][:, None] * d["comp_prec"] / (1 + tau**2 * d["comp_prec"])
+    p = sd0**-2 + w.sum(axis=0)
+    return (mu0 * sd0**-2 + (w * d["comp_xhat"]).sum(axis=0)) / p, p
+
+
 def test_scaled_model_has_the_same_log_density(setup):
-    """logp in unit-scale coordinates equals the plain model's at the same parameters."""
+    """logp in unit-scale coordinates equals the plain model's at the same parameters.
+
+    Families whose data pin alpha use log alpha as a coordinate, rescaled with
+    ``tau_theta[log_alpha]``: the log density gains that rescaling's log-Jacobian.
+    """
     design, options, priors, coords = setup
     plain = build_model(design, priors, options)
-    scaled = build_model(design, priors, options, local_affine=coords.local_affine,
-                         scales=coords.scales)
+    scaled = build_model(design, priors, options, **coords.model_inputs())
+    flag = coords.alpha_direction["active"]
+    assert flag.sum() > 0
     assert set(coords.scales) == set(_LINKS)
     logp_plain = plain.compile_logp(jacobian=True)
     logp_scaled = scaled.compile_logp(jacobian=True)
@@ -61,10 +88,15 @@ def test_scaled_model_has_the_same_log_density(setup):
     rng = np.random.default_rng(0)
     for _ in range(4):
         z = rng.normal(size=loc.shape)
+        mu = coords.scales["mu_theta"][0] + 0.05 * rng.normal(size=5)
+        tau = coords.start["tau_theta"] * np.exp(0.3 * rng.normal(size=5))
+        w, log_jacobian = _alpha_moved(z, coords.alpha_direction, mu, tau)
+        local = loc + np.einsum("fij,fj->fi", chol, w)  # log alpha as coordinate where flagged
+        theta = local_to_theta(local, design.family_log_n_ref, alpha_coordinate=flag)
         point = {
-            "theta_local": loc + np.einsum("fij,fj->fi", chol, z),
-            "mu_theta": coords.scales["mu_theta"][0] + 0.05 * rng.normal(size=5),
-            "tau_theta": coords.start["tau_theta"] * np.exp(0.3 * rng.normal(size=5)),
+            "theta_local": theta_to_local(theta, design.family_log_n_ref),
+            "mu_theta": mu,
+            "tau_theta": tau,
             "sigma_seed": np.exp(coords.scales["sigma_seed"][0] + 0.2 * rng.normal()),
             "sigma_obs": np.exp(coords.scales["sigma_obs"][0] + 0.2 * rng.normal()),
             "ar_rho": np.asarray(rng.uniform(0.1, 0.9)),
@@ -73,10 +105,17 @@ def test_scaled_model_has_the_same_log_density(setup):
         for name, link in _LINKS.items():
             loc_, scale = coords.scales[name]
             scaled_point[f"{name}_z"] = (link(point[name]) - loc_) / scale
+        d = coords.alpha_direction
+        m_tau, p_tau = _mu_moments(d, priors, tau)
+        m_0, p_0 = _mu_moments(d, priors, d["tau0"])
+        y = m_0 + (mu - m_tau) * np.sqrt(p_tau / p_0)
+        loc_, scale = coords.scales["mu_theta"]
+        scaled_point["mu_theta_z"] = (y - loc_) / scale
+        log_jacobian += 0.5 * np.sum(np.log(p_0) - np.log(p_tau))
         plain_value = logp_plain(_unconstrained(plain, point))
         scaled_value = logp_scaled(_unconstrained(scaled, scaled_point))
         assert np.isfinite(plain_value)
-        assert scaled_value == pytest.approx(plain_value, rel=1e-9, abs=1e-7)
+        assert scaled_value == pytest.approx(plain_value + log_jacobian, rel=1e-9, abs=1e-7)
 
 
 def _inverse(name, y):
@@ -89,7 +128,8 @@ def test_laplace_factor_whitens_the_family_density(setup):
     loc, chol = coords.local_affine
     context = {**coords.start, **{name: _inverse(name, loc_) for name, (loc_, _) in
                                    coords.scales.items()}}
-    again = family_laplace_factors(loc, design, options, context)
+    flag = coords.alpha_direction["active"]
+    again = family_laplace_factors(loc, design, options, context, flag)
     np.testing.assert_allclose(again, chol)
     cov = np.einsum("fij,fkj->fik", chol, chol)
     assert np.all(np.linalg.eigvalsh(cov) > 0)
@@ -99,7 +139,7 @@ def test_laplace_factor_whitens_the_family_density(setup):
     for f in range(loc.shape[0]):
         direction = np.zeros_like(loc)
         direction[f] = chol[f][:, 0]
-        vals = [family_log_density(loc + s * h * direction, design, options, context)[f]
+        vals = [family_log_density(loc + s * h * direction, design, options, context, flag)[f]
                 for s in (-1, 0, 1)]
         curvature = (vals[0] - 2 * vals[1] + vals[2]) / h**2
         assert curvature == pytest.approx(-1.0, rel=0.05)

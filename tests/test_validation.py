@@ -284,8 +284,7 @@ def test_refit_model_gives_the_posterior_of_fit():
             design = build_design(validate(draw.runs), n0=draw.n0, d0=draw.d0)
             priors = resolve_priors(design.n0, design.d0, SMOKE_PRIORS)
             coords = sampling_coordinates(design, priors, ModelOptions())
-            fresh = build_model(design, priors, ModelOptions(),
-                                local_affine=coords.local_affine, scales=coords.scales)
+            fresh = build_model(design, priors, ModelOptions(), **coords.model_inputs())
             logp_fresh, logp_refit = fresh.compile_logp(), refit.model.compile_logp()
             post = ref.idata.posterior
             for k in (0, 57, 311):

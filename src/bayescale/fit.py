@@ -155,7 +155,7 @@ config_effects
     coordinates = sampling_coordinates(design, resolved, options)
     model = build_model(
         design, resolved, options, portable=sampler == "numpyro",
-        local_affine=coordinates.local_affine, scales=coordinates.scales,
+        **coordinates.model_inputs(),
     )
     idata = sample_model(model, coordinates.start, settings, jitter=coordinates.jitter)
     meta = {

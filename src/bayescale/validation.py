@@ -298,9 +298,8 @@ class RefitModel:
         )
         coordinates = sampling_coordinates(self.design, self.priors, self.options)
         self._shared = coordinates.shared_variables()
-        local_affine, scales = coordinates.model_inputs(self._shared)
         self.model = model = build_model(
-            shared_design, self.priors, self.options, local_affine=local_affine, scales=scales
+            shared_design, self.priors, self.options, **coordinates.model_inputs(self._shared)
         )
         self._start = {name: self._shared[f"start_{name}"] for name in coordinates.start}
         jitter = {model[n] for n in coordinates.jitter if n in model.named_vars}

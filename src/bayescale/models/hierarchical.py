@@ -42,7 +42,7 @@ def uses_local_coordinates(options: ModelOptions) -> bool:
     return options.family_parameterization == "local" and not options.correlated_families
 
 
-def local_to_theta(local, log_n_ref, math=np):
+def local_to_theta(local, log_n_ref, math=np, alpha_coordinate=None):
     """Map local coordinates to ``theta = (log_E, a, log_alpha, b, log_beta)``.
 
     At each family's reference size ``N_f`` (``log_n_ref = log(N_f/N0)``):
@@ -51,24 +51,34 @@ def local_to_theta(local, log_n_ref, math=np):
     local log-log slope in N. Data pin ``c`` and ``log_s`` well; only ``eta`` (how the converged
     loss splits into E and A/N^alpha) is weakly identified, along one axis instead of the
     curved E-A-alpha ridge. The map has Jacobian determinant -1.
+
+    Families flagged in ``alpha_coordinate`` (one value per family, > 0.5 for yes) use
+    ``log_alpha`` itself as their third coordinate instead of ``log_s``, also with Jacobian
+    determinant -1: for families whose data pin alpha, so that a move of ``tau_theta[log_alpha]``
+    acts linearly on their coordinates (see :mod:`bayescale.models.scaling`).
     """
-    c, eta, log_s = local[..., 0], local[..., 1], local[..., 2]
+    c, eta, third = local[..., 0], local[..., 1], local[..., 2]
     log_frac_e = -math.log1p(math.exp(-eta))  # log sigmoid(eta)
     log_frac_a = -math.log1p(math.exp(eta))  # log sigmoid(-eta)
-    log_alpha = log_s - log_frac_a
+    log_alpha = third - log_frac_a
+    if alpha_coordinate is not None:
+        log_alpha = math.where(alpha_coordinate > 0.5, third, log_alpha)
     a = c + log_frac_a + math.exp(log_alpha) * log_n_ref
     return math.stack([c + log_frac_e, a, log_alpha, local[..., 3], local[..., 4]], axis=-1)
 
 
-def theta_to_local(theta: np.ndarray, log_n_ref: np.ndarray) -> np.ndarray:
+def theta_to_local(
+    theta: np.ndarray, log_n_ref: np.ndarray, alpha_coordinate: np.ndarray | None = None
+) -> np.ndarray:
     """Inverse of :func:`local_to_theta` (numpy)."""
     log_e, a, log_alpha = theta[..., 0], theta[..., 1], theta[..., 2]
     log_a_term = a - np.exp(log_alpha) * log_n_ref
     c = np.logaddexp(log_e, log_a_term)
     eta = log_e - log_a_term
-    log_s = log_alpha + log_a_term - c
-    return np.stack([c, eta, log_s, theta[..., 3], theta[..., 4]], axis=-1)
-
+    third = log_alpha + log_a_term - c
+    if alpha_coordinate is not None:
+        third = np.where(alpha_coordinate > 0.5, log_alpha, third)
+    return np.stack([c, eta, third, theta[..., 3], theta[..., 4]], axis=-1)
 
 
 def build_model(
@@ -78,6 +88,7 @@ def build_model(
     portable: bool = False,
     local_affine: tuple[Any, Any] | None = None,
     scales: Mapping[str, tuple[Any, Any]] | None = None,
+    alpha_direction: Mapping[str, Any] | None = None,
 ) -> pm.Model:
     """Build the PyMC model.
 
@@ -102,6 +113,12 @@ def build_model(
         ``ar_rho``; arrays or shared variables): sample ``name_z`` with
         ``link(name) = loc + scale * name_z`` (identity, log or logit link; see
         :func:`_free_variable`). NUTS's coordinates only; the model is the same.
+    alpha_direction
+        With ``local_affine`` and several families: arrays of
+        :func:`bayescale.models.scaling.alpha_direction`; ``theta_local_z`` is rescaled along
+        each family's log-alpha direction as ``tau_theta[log_alpha]`` moves (exact, with its
+        log-Jacobian), and ``mu_theta`` with ``tau_theta`` (:func:`_mu_given_tau`).
+        NUTS's coordinates only; the model is the same.
 
     Returns
     -------
@@ -120,21 +137,7 @@ def build_model(
     single = n_fam == 1 and not options.use_arch
     local_single = single and uses_local_coordinates(options)
     with pm.Model(coords=coords) as model:
-        if local_single:
-            # a lone family is the population; sample it in local coordinates (see below)
-            local = _local_coordinates(local_affine)
-            theta = pm.Deterministic(
-                "theta", local_to_theta(local, design.family_log_n_ref, math=pt),
-                dims=("family", "component"),
-            )
-            mu_theta = pm.Deterministic("mu_theta", theta[0], dims="component")
-            pm.Potential(
-                "population_prior", pm.logp(pm.Normal.dist(mu=mu0, sigma=sd0), mu_theta).sum()
-            )
-        else:
-            mu_theta = _free_variable(
-                "mu_theta", pm.Normal, {"mu": mu0, "sigma": sd0}, "identity", scales, "component"
-            )
+        # the spreads first: the population means are sampled given them (_mu_given_tau)
         if options.correlated_families:
             chol, _, _ = pm.LKJCholeskyCov(
                 "family_chol",
@@ -151,6 +154,26 @@ def build_model(
             # Gamma(2) keeps the spread away from 0, where centred families form a funnel
             # (few families cannot tell tau = 0 from tau small); its mean is the scale.
             tau_theta = pm.Gamma("tau_theta", alpha=2.0, beta=2.0 / fam_scale, dims="component")
+
+        if local_single:
+            # a lone family is the population; sample it in local coordinates (see below)
+            local = _local_coordinates(local_affine)
+            theta = pm.Deterministic(
+                "theta", local_to_theta(local, design.family_log_n_ref, math=pt),
+                dims=("family", "component"),
+            )
+            mu_theta = pm.Deterministic("mu_theta", theta[0], dims="component")
+            pm.Potential(
+                "population_prior", pm.logp(pm.Normal.dist(mu=mu0, sigma=sd0), mu_theta).sum()
+            )
+        else:
+            adjust = None
+            if alpha_direction is not None and not options.use_arch:
+                adjust = _mu_given_tau(alpha_direction, tau_theta, mu0, sd0)
+            mu_theta = _free_variable(
+                "mu_theta", pm.Normal, {"mu": mu0, "sigma": sd0}, "identity", scales, "component",
+                adjust=adjust,
+            )
 
         if options.use_arch:
             # Gamma(2) for the same reason as tau_theta: few archs cannot tell tau = 0 from small
@@ -180,9 +203,14 @@ def build_model(
         elif uses_local_coordinates(options):
             # Same model, sampled in coordinates the data pin (see local_to_theta); the map is
             # volume-preserving (|Jacobian| = 1), so the prior is added as it stands.
-            local = _local_coordinates(local_affine)
+            k = THETA_NAMES.index("log_alpha")
+            local = _local_coordinates(
+                local_affine, alpha_direction, centre[:, k], tau_theta[k]
+            )
+            flag = None if alpha_direction is None else alpha_direction["active"]
             theta = pm.Deterministic(
-                "theta", local_to_theta(local, design.family_log_n_ref, math=pt),
+                "theta", local_to_theta(local, design.family_log_n_ref, math=pt,
+                                        alpha_coordinate=flag),
                 dims=("family", "component"),
             )
             pm.Potential(
@@ -235,6 +263,7 @@ def _free_variable(
     link: str,
     scales: Mapping[str, tuple[Any, Any]] | None,
     dims: str | None = None,
+    adjust: Any = None,
 ) -> pt.TensorVariable:
     """``name ~ dist(**params)``, sampled directly or in a unit-scale coordinate.
 
@@ -242,13 +271,17 @@ def _free_variable(
     ``(loc, scale)``: a flat ``name_z`` with ``link(name) = loc + scale * name_z``; the prior
     and the link's log-Jacobian enter as a Potential (the constant ``log scale`` is left out),
     so the model is the same. The link is ``"identity"``, ``"log"`` or ``"logit"``, matching
-    PyMC's default transform of ``dist``.
+    PyMC's default transform of ``dist``. ``adjust(y)`` (optional) returns a further bijection
+    of ``y`` and its log-Jacobian, applied before the link.
     """
     if not scales or name not in scales:
         return dist(name, **params, dims=dims)
     loc, scale = scales[name]
     z = pm.Flat(f"{name}_z", dims=dims)
     y = loc + scale * z
+    adjust_jac = 0.0
+    if adjust is not None:
+        y, adjust_jac = adjust(y)
     if link == "log":
         value, log_jac = pt.exp(y), y
     elif link == "logit":
@@ -258,16 +291,64 @@ def _free_variable(
     else:
         raise ValueError(f"unknown link {link!r}")
     value = pm.Deterministic(name, value, dims=dims)
-    pm.Potential(f"{name}_prior", (pm.logp(dist.dist(**params), value) + log_jac).sum())
+    pm.Potential(
+        f"{name}_prior", (pm.logp(dist.dist(**params), value) + log_jac).sum() + adjust_jac
+    )
     return value
 
 
-def _local_coordinates(local_affine: tuple[Any, Any] | None) -> pt.TensorVariable:
-    """The families' local coordinates: sampled directly, or as ``loc + chol @ z``."""
+def _mu_given_tau(direction, tau_theta, mu0, sd0):
+    """Rescale ``mu_theta`` with ``tau_theta`` (exact, with Jacobian), per component.
+
+    Under the Gaussian approximation of the pinned families' parameters (component k: data
+    mean ``xhat_fk``, precision ``prec_fk``), ``mu_k | tau_k`` is Normal with precision
+    ``P_k(tau) = sd0_k^-2 + sum_f prec_fk / (1 + tau^2 prec_fk)`` and mean ``m_k(tau)``. The
+    sampled value ``y_k`` (the plain coordinate at the starting tau0) is mapped to
+    ``m_k(tau) + sqrt(P_k(tau0) / P_k(tau)) (y_k - m_k(tau0))``.
+    """
+    prec = direction["comp_prec"] * direction["active"][:, None]
+    xhat = direction["comp_xhat"]
+
+    def moments(tau):
+        w = prec / (1.0 + tau**2 * prec)
+        p = sd0**-2 + w.sum(axis=0)
+        return (mu0 * sd0**-2 + (w * xhat).sum(axis=0)) / p, p
+
+    m0, p0 = moments(direction["tau0"])
+    m, p = moments(tau_theta)
+
+    def adjust(y):
+        return m + pt.sqrt(p0 / p) * (y - m0), 0.5 * (pt.log(p0) - pt.log(p)).sum()
+
+    return adjust
+
+
+def _local_coordinates(
+    local_affine: tuple[Any, Any] | None,
+    alpha_direction: Mapping[str, Any] | None = None,
+    mu_alpha: Any = None,
+    tau_alpha: Any = None,
+) -> pt.TensorVariable:
+    """The families' local coordinates: sampled directly, or as ``loc + chol @ z``.
+
+    With ``alpha_direction``, ``z`` is first moved along each family's log-alpha direction
+    ``u``: ``w = z + ((r - 1) (u . z) + shift) u`` with ``r = sd(tau) / sd0`` and ``shift`` the
+    Laplace mean's move in units of ``sd0`` (see
+    :func:`bayescale.models.scaling.alpha_direction`). Exact: the log-Jacobian ``log r`` enters
+    as a Potential.
+    """
     if local_affine is None:
         return pm.Flat("theta_local", dims=("family", "local_component"))
     loc, chol = local_affine
     z = pm.Flat("theta_local_z", dims=("family", "local_component"))
+    if alpha_direction is not None:
+        d = alpha_direction
+        var = 1.0 / (d["prec"] + tau_alpha**-2)
+        r = pt.sqrt(var) / d["sd0"]
+        shift = (var * (d["info"] + mu_alpha / tau_alpha**2) - d["mean0"]) / d["sd0"]
+        along = (r - 1.0) * (d["u"] * z).sum(axis=-1) + shift
+        z = z + along[:, None] * d["u"]
+        pm.Potential("alpha_direction_jacobian", (d["active"] * pt.log(r)).sum())
     # constant Jacobian: the affine map leaves the model unchanged
     return pm.Deterministic(
         "theta_local", loc + (chol * z[:, None, :]).sum(axis=-1),
