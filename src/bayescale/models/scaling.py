@@ -240,10 +240,10 @@ def sampling_coordinates(
     z = np.where(few[:, None], local, 0.0)
     direction = None
     if "mu_theta" in plain:
-        # Families whose data pin log alpha sample it as a coordinate, rescaled with tau. The
-        # arrays exist (all inactive) even when none does, so that a model compiled once
+        # Families whose data pin log alpha (judged in the log-alpha frame itself: the Laplace
+        # sd differs between frames) sample it as a coordinate, rescaled with tau. The arrays
+        # exist (all inactive) even when none does, so that a model compiled once
         # (RefitModel) has the same inputs for every data set.
-        # judged in the log-alpha frame itself (the Laplace sd differs between frames)
         log_n_ref = design.family_log_n_ref
         theta = local_to_theta(local, log_n_ref)
         cand = (~few).astype(float)
