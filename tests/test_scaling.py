@@ -18,6 +18,7 @@ from bayescale.models.scaling import (
     family_log_density,
     sampling_coordinates,
 )
+from bayescale.models.start import initial_point
 
 
 @pytest.fixture(scope="module")
@@ -180,3 +181,23 @@ def test_families_with_few_sizes_keep_plain_local_coordinates(sim_runs):
     noncentered = sampling_coordinates(design, priors, ModelOptions(
         family_parameterization="noncentered"))
     assert noncentered.local_affine is None and "mu_theta" not in noncentered.scales
+
+
+def test_lone_family_starts_where_its_least_squares_fit_is(sim_runs):
+    """One family is its own population: no rescaling with tau, and the model's theta at the
+    start is the starting point's (its coordinates are read in the frame they were made in)."""
+    one = sim_runs[sim_runs["family"] == sim_runs["family"].iloc[0]]
+    design = build_design(validate(one))
+    options = ModelOptions()
+    priors = resolve_priors(design.n0, design.d0, None)
+    point = initial_point(design, priors, options)
+    coords = sampling_coordinates(design, priors, options)
+    assert coords.alpha_direction is None
+    model = build_model(design, priors, options, **coords.model_inputs())
+    values = _unconstrained(model, coords.start)
+    theta = model.replace_rvs_by_values([model["theta"]])[0]
+    theta_at_start = model.compile_fn(
+        theta, inputs=model.value_vars, on_unused_input="ignore"
+    )(values)
+    expected = local_to_theta(point["theta_local"], design.family_log_n_ref)
+    np.testing.assert_allclose(theta_at_start, expected, rtol=1e-9, atol=1e-9)
