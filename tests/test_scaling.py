@@ -55,7 +55,7 @@ _LINKS = {"mu_theta": lambda x: x, "sigma_seed": np.log, "sigma_obs": np.log,
 def _alpha_moved(z, direction, mu, tau):
     """``w`` and ``log r`` of the log-alpha rescaling, written out independently in numpy."""
     d = direction
-    var = 1.0 / (d["prec"] + tau[2] ** -2)
+    var = 1.0 / (d["comp_prec"][:, 2] + tau[2] ** -2)
     r = np.sqrt(var) / d["sd0"]
     shift = (var * (d["info"] + mu[2] / tau[2] ** 2) - d["mean0"]) / d["sd0"]
     w = z + ((r - 1) * np.sum(d["u"] * z, axis=1) + shift)[:, None] * d["u"]

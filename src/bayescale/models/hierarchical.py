@@ -343,7 +343,8 @@ def _local_coordinates(
     z = pm.Flat("theta_local_z", dims=("family", "local_component"))
     if alpha_direction is not None:
         d = alpha_direction
-        var = 1.0 / (d["prec"] + tau_alpha**-2)
+        prec = d["comp_prec"][:, THETA_NAMES.index("log_alpha")]
+        var = 1.0 / (prec + tau_alpha**-2)
         r = pt.sqrt(var) / d["sd0"]
         shift = (var * (d["info"] + mu_alpha / tau_alpha**2) - d["mean0"]) / d["sd0"]
         along = (r - 1.0) * (d["u"] * z).sum(axis=-1) + shift

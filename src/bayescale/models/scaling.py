@@ -251,9 +251,9 @@ def sampling_coordinates(
         chol_a = family_laplace_factors(local_a, design, options, context, cand)
         pinned = ~few & alpha_pinned(component_laplace(local_a, chol_a, context, log_n_ref, cand))
         flag = pinned.astype(float)
-        if pinned.any():
-            local = theta_to_local(theta, log_n_ref, flag)
-            chol = family_laplace_factors(local, design, options, context, flag)
+        # each family's factor depends on its own coordinates only: keep the frame's
+        local = np.where(pinned[:, None], local_a, local)
+        chol = np.where(pinned[:, None, None], chol_a, chol)
         laplace = component_laplace(local, chol, context, log_n_ref, flag)
         direction = alpha_direction(laplace, context, pinned)
     loc = np.where(few[:, None], 0.0, local)
@@ -335,17 +335,16 @@ def alpha_direction(
     Returns
     -------
     dict
-        Per family: ``u`` (family x 5), ``prec``, ``info``, ``sd0``, ``mean0`` (of log alpha)
-        and ``active`` (1.0 where the family is rescaled); ``comp_prec`` and ``comp_xhat``
-        (family x component), the data's precision and mean of each component; ``tau0``, the
-        starting ``tau_theta``.
+        Per family: ``u`` (family x 5), ``info``, ``sd0``, ``mean0`` (of log alpha) and
+        ``active`` (1.0 where the family is rescaled); ``comp_prec`` and ``comp_xhat``
+        (family x component), the data's precision and mean of each component (log alpha's
+        precision is ``comp_prec[:, 2]``); ``tau0``, the starting ``tau_theta``.
     """
     k = THETA_NAMES.index("log_alpha")
     g = laplace["g"][:, k]
     sd0 = np.linalg.norm(g, axis=1)
     return {
         "u": np.where(pinned[:, None], g / sd0[:, None], 0.0),
-        "prec": laplace["prec"][:, k],
         "info": laplace["info"][:, k],
         "sd0": sd0,
         "mean0": laplace["theta"][:, k],
