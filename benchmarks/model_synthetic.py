@@ -4,10 +4,16 @@
 draws). For each backend prints compile+sampling seconds, divergences, max R-hat, min ESS
 (bulk), ESS/s and how many of the 40 family x parameter 90% intervals contain the truth.
 
+``--samplers pymc-defaults`` adds the reference a PyMC user gets with ``pm.sample()`` left at
+its defaults on the same model: the model's own initial point with PyMC's ``jitter+adapt_diag``
+initialisation and ``target_accept=0.8`` (``pymc`` is bayescale's ``sampler="pymc"``: the
+least-squares start, unit-scale jitter only, ``target_accept=0.9``).
+
 Usage::
 
     python benchmarks/model_synthetic.py                 # nutpie (default) and pymc
     python benchmarks/model_synthetic.py --samplers nutpie --draws 500
+    python benchmarks/model_synthetic.py --samplers nutpie pymc pymc-defaults
 """
 
 from __future__ import annotations
@@ -18,9 +24,16 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import pymc as pm
 
 import bayescale
-from bayescale.models.hierarchical import LAW_PARAMS
+from bayescale.data.validate import validate
+from bayescale.inference import SamplerSettings, sampling_meta
+from bayescale.models import ModelOptions
+from bayescale.models.design import build_design
+from bayescale.models.hierarchical import LAW_PARAMS, build_model
+from bayescale.models.priors import resolve_priors
+from bayescale.models.scaling import sampling_coordinates
 
 
 def coverage(fit: bayescale.ScalingLawFit, truth: pd.DataFrame, level: float = 0.9):
@@ -37,6 +50,28 @@ def coverage(fit: bayescale.ScalingLawFit, truth: pd.DataFrame, level: float = 0
             else:
                 misses.append(f"{p}[{fam}] true {value:.4g} not in [{q[0]:.4g}, {q[1]:.4g}]")
     return hits, misses
+
+
+def fit_with_pm_sample_defaults(runs: pd.DataFrame, args: argparse.Namespace, parameterization: str):
+    """Build bayescale's model as ``fit`` does, then call ``pm.sample()`` with its defaults."""
+    options = ModelOptions(autocorrelation="log_tokens",
+                           family_parameterization=parameterization)  # fit's defaults
+    data = validate(runs)
+    design = build_design(data, use_arch=False)
+    priors = resolve_priors(design.n0, design.d0, None)
+    coordinates = sampling_coordinates(design, priors, options)
+    model = build_model(design, priors, options, **coordinates.model_inputs())
+    t0 = time.perf_counter()
+    with model:
+        idata = pm.sample(draws=args.draws, tune=args.tune, chains=args.chains, cores=2,
+                          random_seed=0, progressbar=False, compute_convergence_checks=False)
+    idata.sample_stats.attrs.update(compile_seconds=0.0,
+                                    sampling_seconds=time.perf_counter() - t0)
+    settings = SamplerSettings(sampler="pymc", draws=args.draws, tune=args.tune,
+                               chains=args.chains, target_accept=0.8)
+    meta = {"law": "chinchilla", "options": options.to_dict(), "priors": priors,
+            "n0": design.n0, "d0": design.d0, **sampling_meta(settings, idata)}
+    return bayescale.ScalingLawFit._from_sampling(idata, data, design, options, meta)
 
 
 def main() -> None:
@@ -64,17 +99,20 @@ def main() -> None:
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fit = bayescale.fit(
-                sim.runs,
-                sampler=sampler,
-                draws=args.draws,
-                tune=args.tune,
-                chains=args.chains,
-                random_seed=0,
-                progressbar=False,
-                target_accept=args.target_accept,
-                family_parameterization=parameterization,
-            )
+            if sampler == "pymc-defaults":
+                fit = fit_with_pm_sample_defaults(sim.runs, args, parameterization)
+            else:
+                fit = bayescale.fit(
+                    sim.runs,
+                    sampler=sampler,
+                    draws=args.draws,
+                    tune=args.tune,
+                    chains=args.chains,
+                    random_seed=0,
+                    progressbar=False,
+                    target_accept=args.target_accept,
+                    family_parameterization=parameterization,
+                )
         total = time.perf_counter() - t0
         diag = fit.diagnostics
         hits, misses = coverage(fit, sim.families)

@@ -19,25 +19,29 @@ from bayescale.models.likelihood import (
 )
 from bayescale.models.options import ModelOptions
 from bayescale.models.priors import resolve_priors
-from bayescale.models.run_sums import ResidualRunSums, residual_run_sums
+from bayescale.models.run_sums import ResidualRunSums, exponent_table, residual_run_sums
 from bayescale.simulate import simulate
 
 
-def _layout(rng, sizes):
+def _layout(rng, sizes, grid):
     obs_run = np.repeat(np.arange(len(sizes)), sizes)
     starts = np.r_[0, np.cumsum(sizes)].astype(np.int64)
     prev = np.arange(obs_run.size) - 1
     prev[starts[:-1]] = -1
-    log_d = np.concatenate([np.sort(rng.uniform(-3, 3, n)) for n in sizes])
+    if grid:  # evenly log-spaced checkpoints: every gap, hence every exponent, is the same
+        log_d = np.concatenate([np.linspace(-3, -3 + 0.15 * (n - 1), n) for n in sizes])
+    else:
+        log_d = np.concatenate([np.sort(rng.uniform(-3, 3, n)) for n in sizes])
     gap = np.where(prev < 0, 0.0, log_d - log_d[np.maximum(prev, 0)])
     return obs_run, starts, prev, log_d, gap
 
 
-@pytest.fixture(scope="module")
-def case():
+@pytest.fixture(scope="module", params=["irregular", "grid"])
+def case(request):
+    """Runs of 1-40 checkpoints, irregularly spaced or on one log-spaced grid."""
     rng = np.random.default_rng(7)
     sizes = np.array([1, 2, 9, 23, 40])
-    obs_run, starts, prev, log_d, gap = _layout(rng, sizes)
+    obs_run, starts, prev, log_d, gap = _layout(rng, sizes, request.param == "grid")
     n_runs = len(sizes)
     c = rng.normal(0.8, 0.3, n_runs)
     b = rng.normal(0.0, 0.6, n_runs)
@@ -53,7 +57,7 @@ def _kernel(case, mode, c=None, b=None, beta=None, rho=0.93):
     return residual_run_sums(
         case["c"] if c is None else c, case["b"] if b is None else b,
         case["beta"] if beta is None else beta, np.array([rho]), case["y"], case["log_d"],
-        expo, case["starts"], mode != "none",
+        *exponent_table(expo), case["starts"], mode != "none",
     )
 
 
@@ -104,7 +108,8 @@ def test_op_gradient_through_pytensor(case, mode):
     weights = np.random.default_rng(1).normal(size=(len(case["sizes"]), 4))
     expo = ar_exponent(case["gap"], case["prev"], "log_tokens")
     c, b, beta, rho = pt.vector("c"), pt.vector("b"), pt.vector("beta"), pt.vector("rho")
-    sums, _ = ResidualRunSums(True)(c, b, beta, rho, case["y"], case["log_d"], expo, case["starts"])
+    sums, _ = ResidualRunSums(True)(c, b, beta, rho, case["y"], case["log_d"],
+                                    *exponent_table(expo), case["starts"])
     cost = (sums * weights).sum()
     f = pytensor.function([c, b, beta, rho], [cost, *pt.grad(cost, [c, b, beta, rho])], mode=mode)
     args = [case["c"], case["b"], case["beta"], np.array([0.9])]
@@ -122,8 +127,8 @@ def test_op_gradient_through_pytensor(case, mode):
 def test_second_derivatives_refused(case):
     expo = ar_exponent(case["gap"], case["prev"], "order")
     c = pt.vector("c")
-    _, jac = ResidualRunSums(True)(c, c, c, pt.ones(1) * 0.5, case["y"], case["log_d"], expo,
-                                    case["starts"])
+    _, jac = ResidualRunSums(True)(c, c, c, pt.ones(1) * 0.5, case["y"], case["log_d"],
+                                    *exponent_table(expo), case["starts"])
     with pytest.raises(NotImplementedError, match="first derivatives"):
         pt.grad(jac.sum(), c)
 
@@ -150,3 +155,12 @@ def test_model_logp_and_gradient_match_portable_graph(config_effects):
         out.append(f(*values))
     for a, b in zip(*out, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_exponent_table_maps_every_checkpoint_to_its_exponent(case):
+    expo = ar_exponent(case["gap"], case["prev"], "log_tokens")
+    values, index = exponent_table(expo)
+    np.testing.assert_allclose(values[index], expo, rtol=0, atol=1e-12)
+    assert np.all(np.diff(values) > 0)
+    if case["gap"][case["prev"] >= 0].std() < 1e-12:  # the grid: first checkpoints and gaps
+        assert values.size <= 2

@@ -7,7 +7,7 @@ are right, every rank is uniform on ``0..L``; a U shape means over-confident pos
 cap shape under-confident ones, a slope a bias.
 
 The pieces here are shared by ``benchmarks/sbc.py``, ``benchmarks/robustness.py``,
-``benchmarks/coverage.py`` and the tests:
+``benchmarks/band_coverage.py`` and the tests:
 
 * :func:`sbc_design` and :func:`draw_from_prior`: a run-table design and one prior draw of
   parameters and data on it (AR(1) checkpoint noise as

@@ -30,7 +30,7 @@ from bayescale.models.likelihood import (
 )
 from bayescale.models.options import ModelOptions
 from bayescale.models.priors import THETA_NAMES, theta_prior_arrays
-from bayescale.models.run_sums import ResidualRunSums
+from bayescale.models.run_sums import ResidualRunSums, exponent_table
 
 LAW_PARAMS = ("E", "A", "alpha", "B", "beta")
 #: Sampling coordinates of a family under ``family_parameterization="local"``.
@@ -436,7 +436,7 @@ def _run_sums_kernel(design, options, theta, rho):
     c, b, beta = run_curve_terms(theta, design)
     sums, _ = ResidualRunSums(autocorrelated)(
         c, b, beta, pt.reshape(rho if autocorrelated else pt.constant(0.5), (1,)),
-        design.log_loss, design.obs_log_d, expo, starts,
+        design.log_loss, design.obs_log_d, *exponent_table(expo), starts,
     )
     return sums[:, 0], sums[:, 1], sums[:, 2], sums[:, 3]
 

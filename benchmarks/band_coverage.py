@@ -13,7 +13,7 @@ of nominal, slightly conservative.
 
 Usage::
 
-    python benchmarks/coverage.py --reps 50 --workers 2
+    python benchmarks/band_coverage.py --reps 50 --workers 2
 """
 
 from __future__ import annotations
