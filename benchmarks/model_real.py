@@ -49,6 +49,8 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--tune", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--random-seeds", type=int, nargs="+", default=[0],
+                        help="sampler seeds; one row per seed and data set")
     parser.add_argument(
         "--datasets",
         nargs="+",
@@ -65,20 +67,21 @@ def main() -> None:
     args = parser.parse_args()
 
     groups = [[d] for d in args.datasets] if args.per_dataset else [args.datasets]
-    rows = [benchmark_row(real_curves(args.max_points, g), args) for g in groups]
+    rows = [benchmark_row(real_curves(args.max_points, g), args, seed)
+            for g in groups for seed in args.random_seeds]
     print(f"real data, {args.chains} chains x ({args.tune} tune + {args.draws} draws), "
           f"<= {args.max_points} checkpoints per run, families "
           f"{args.family_parameterization}; peak RSS is the process maximum so far")
     print(pd.DataFrame(rows).to_string(index=False))
 
 
-def benchmark_row(runs: pd.DataFrame, args: argparse.Namespace) -> dict:
-    """Fit ``runs`` and return the table row."""
+def benchmark_row(runs: pd.DataFrame, args: argparse.Namespace, seed: int = 0) -> dict:
+    """Fit ``runs`` with sampler seed ``seed`` and return the table row."""
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = bayescale.fit(runs, draws=args.draws, tune=args.tune, chains=args.chains,
-                            random_seed=0, progressbar=False,
+                            random_seed=seed, progressbar=False,
                             family_parameterization=args.family_parameterization)
     total = time.perf_counter() - t0
     diag = fit.diagnostics
@@ -86,6 +89,7 @@ def benchmark_row(runs: pd.DataFrame, args: argparse.Namespace) -> dict:
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     return {
         "data": " + ".join(sorted({f.split("/")[0] for f in runs["family"]})),
+        "seed": seed,
         "points": len(runs),
         "runs": runs["run"].nunique(),
         "families": runs["family"].nunique(),

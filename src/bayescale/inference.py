@@ -221,9 +221,10 @@ class Diagnostics:
             if self.worst_rhat.startswith("tau_theta"):
                 advice = (
                     "the families' spread mixes slowly, a funnel where their data leave a "
-                    "parameter to the population prior: try family_parameterization="
-                    "'noncentered' unless the fit uses it already (hitchhiker: R-hat 1.045 -> "
-                    "1.01), and run longer"
+                    "parameter to the population prior: run longer, and when most families "
+                    "span one or two sizes try family_parameterization='noncentered' unless "
+                    "the fit uses it already (deepmind-routing: R-hat 1.07-1.18 -> 1.01-1.02, "
+                    "divergences 47-157 -> 0)"
                 )
             else:
                 advice = (
