@@ -52,7 +52,9 @@ def coverage(fit: bayescale.ScalingLawFit, truth: pd.DataFrame, level: float = 0
     return hits, misses
 
 
-def fit_with_pm_sample_defaults(runs: pd.DataFrame, args: argparse.Namespace, parameterization: str):
+def fit_with_pm_sample_defaults(
+    runs: pd.DataFrame, args: argparse.Namespace, parameterization: str
+) -> bayescale.ScalingLawFit:
     """Build bayescale's model as ``fit`` does, then call ``pm.sample()`` with its defaults."""
     options = ModelOptions(autocorrelation="log_tokens",
                            family_parameterization=parameterization)  # fit's defaults
@@ -63,7 +65,7 @@ def fit_with_pm_sample_defaults(runs: pd.DataFrame, args: argparse.Namespace, pa
     model = build_model(design, priors, options, **coordinates.model_inputs())
     t0 = time.perf_counter()
     with model:
-        idata = pm.sample(draws=args.draws, tune=args.tune, chains=args.chains, cores=2,
+        idata = pm.sample(draws=args.draws, tune=args.tune, chains=args.chains,
                           random_seed=0, progressbar=False, compute_convergence_checks=False)
     idata.sample_stats.attrs.update(compile_seconds=0.0,
                                     sampling_seconds=time.perf_counter() - t0)
