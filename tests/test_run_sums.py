@@ -160,7 +160,22 @@ def test_model_logp_and_gradient_match_portable_graph(config_effects):
 def test_exponent_table_maps_every_checkpoint_to_its_exponent(case):
     expo = ar_exponent(case["gap"], case["prev"], "log_tokens")
     values, index = exponent_table(expo)
-    np.testing.assert_allclose(values[index], expo, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(values[index], expo, rtol=1e-12, atol=0)
     assert np.all(np.diff(values) > 0)
     if case["gap"][case["prev"] >= 0].std() < 1e-12:  # the grid: first checkpoints and gaps
         assert values.size <= 2
+
+
+def test_exponent_table_keeps_tiny_exponents_positive():
+    # a gap of 1e-13 median gaps (checkpoints a hair apart) must not round to an exponent of 0,
+    # where 1 - phi^2 = 0; gaps equal up to floating-point rounding still share an entry
+    expo = np.array([1.0, 1e-13, 1.0 + 1e-15, 0.3, 0.1 + 0.2])
+    values, index = exponent_table(expo)
+    np.testing.assert_allclose(values, [1e-13, 0.3, 1.0], rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(index, [2, 0, 2, 1, 1])
+    sums, jac = residual_run_sums(
+        np.array([0.5]), np.array([0.0]), np.array([0.3]), np.array([0.9]),
+        np.array([1.0, 1.0, 1.0]), np.array([0.0, 1e-13, 0.2]),
+        *exponent_table(np.array([1.0, 1e-13, 1.0])), np.array([0, 3]), True,
+    )
+    assert np.all(np.isfinite(sums)) and np.all(np.isfinite(jac))

@@ -47,10 +47,14 @@ def exponent_table(expo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     The kernel computes ``phi = rho ** x`` and its derived terms once per distinct exponent
     ``x``: checkpoints spaced evenly in log tokens share one, and runs often share their grids.
-    Exponents are rounded to 12 decimals first, so that gaps equal up to floating-point
-    rounding share an entry (``phi`` moves by less than ``1e-11`` relative).
+    Exponents are rounded to 40 significant bits (a relative ``1e-12``) first, so that gaps
+    equal up to floating-point rounding share an entry (``phi`` moves by less than ``1e-11``
+    relative). The rounding is relative, so a tiny positive exponent stays positive (an
+    exponent of 0 would make ``1 - phi^2`` zero).
     """
-    values, index = np.unique(np.round(np.asarray(expo, dtype=float), 12), return_inverse=True)
+    mantissa, power = np.frexp(np.asarray(expo, dtype=float))
+    rounded = np.ldexp(np.round(mantissa * 2.0**40) / 2.0**40, power)
+    values, index = np.unique(rounded, return_inverse=True)
     return values, index.astype(np.int64).ravel()
 
 
