@@ -27,13 +27,10 @@ import pandas as pd
 import pymc as pm
 
 import bayescale
-from bayescale.data.validate import validate
-from bayescale.inference import SamplerSettings, sampling_meta
+from bayescale.fit import prepare_model
+from bayescale.inference import SamplerSettings
 from bayescale.models import ModelOptions
-from bayescale.models.design import build_design
-from bayescale.models.hierarchical import LAW_PARAMS, build_model
-from bayescale.models.priors import resolve_priors
-from bayescale.models.scaling import sampling_coordinates
+from bayescale.models.hierarchical import LAW_PARAMS
 
 
 def coverage(fit: bayescale.ScalingLawFit, truth: pd.DataFrame, level: float = 0.9):
@@ -56,24 +53,17 @@ def fit_with_pm_sample_defaults(
     runs: pd.DataFrame, args: argparse.Namespace, parameterization: str
 ) -> bayescale.ScalingLawFit:
     """Build bayescale's model as ``fit`` does, then call ``pm.sample()`` with its defaults."""
-    options = ModelOptions(autocorrelation="log_tokens",
-                           family_parameterization=parameterization)  # fit's defaults
-    data = validate(runs)
-    design = build_design(data, use_arch=False)
-    priors = resolve_priors(design.n0, design.d0, None)
-    coordinates = sampling_coordinates(design, priors, options)
-    model = build_model(design, priors, options, **coordinates.model_inputs())
+    options = ModelOptions(family_parameterization=parameterization)  # fit's other defaults
+    prepared = prepare_model(runs, options)
     t0 = time.perf_counter()
-    with model:
+    with prepared.model:
         idata = pm.sample(draws=args.draws, tune=args.tune, chains=args.chains,
                           random_seed=0, progressbar=False, compute_convergence_checks=False)
     idata.sample_stats.attrs.update(compile_seconds=0.0,
                                     sampling_seconds=time.perf_counter() - t0)
     settings = SamplerSettings(sampler="pymc", draws=args.draws, tune=args.tune,
                                chains=args.chains, target_accept=0.8)
-    meta = {"law": "chinchilla", "options": options.to_dict(), "priors": priors,
-            "n0": design.n0, "d0": design.d0, **sampling_meta(settings, idata)}
-    return bayescale.ScalingLawFit._from_sampling(idata, data, design, options, meta)
+    return prepared.to_fit(idata, settings)
 
 
 def main() -> None:

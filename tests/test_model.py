@@ -225,8 +225,10 @@ def test_fit_warns_before_sampling_when_every_family_is_at_one_size(tiny_runs, m
 
     monkeypatch.setattr(fit_module, "sampling_coordinates", stop)
     one_size = tiny_runs[tiny_runs["params"] == 2e8]
-    with pytest.warns(UserWarning, match="single model size"), pytest.raises(Stop):
+    with pytest.warns(UserWarning, match="single model size") as record, pytest.raises(Stop):
         bayescale.fit(one_size, progressbar=False)
+    # the warning points at the line that called fit
+    assert any(w.filename == __file__ for w in record if "single model size" in str(w.message))
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         with pytest.raises(Stop):  # two sizes: no warning

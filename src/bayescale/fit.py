@@ -43,9 +43,11 @@ from bayescale.models.priors import resolve_priors
 from bayescale.models.scaling import sampling_coordinates
 
 if TYPE_CHECKING:
+    import pymc as pm
+
     from bayescale.kaplan_fit import KaplanFit
 
-__all__ = ["ScalingLawFit", "fit", "load"]
+__all__ = ["PreparedModel", "ScalingLawFit", "fit", "load", "prepare_model"]
 
 SUPPORTED_LAWS = ("chinchilla", "kaplan")
 _FORMAT_VERSION = 1
@@ -144,6 +146,85 @@ config_effects
         family_parameterization=family_parameterization,  # type: ignore[arg-type]
         config_effects=config_effects,
     )
+    prepared = prepare_model(
+        runs, options, priors=priors, n0=n0, d0=d0, portable=sampler == "numpyro"
+    )
+    idata = sample_model(prepared.model, prepared.start, settings, jitter=prepared.jitter)
+    result = prepared.to_fit(idata, settings)
+    warn_on_problems(result.diagnostics, chains)
+    return result
+
+
+@dataclass(frozen=True)
+class PreparedModel:
+    """The PyMC model :func:`fit` samples, and what turns its draws into a fit.
+
+    Attributes
+    ----------
+    model
+        The hierarchical model (unit-scale sampling coordinates included).
+    start, jitter
+        Starting point and the variables jittered per chain, as :func:`fit` passes them.
+    data, design, options, priors
+        Validated run table, its design, the model options and the resolved priors.
+    """
+
+    model: pm.Model
+    start: dict[str, np.ndarray]
+    jitter: tuple[str, ...]
+    data: pd.DataFrame
+    design: Design
+    options: ModelOptions
+    priors: dict[str, dict[str, float]]
+
+    def to_fit(self, idata: az.InferenceData, settings: SamplerSettings) -> ScalingLawFit:
+        """The :class:`ScalingLawFit` of draws ``idata`` sampled from :attr:`model`."""
+        meta = {
+            "law": "chinchilla",
+            "options": self.options.to_dict(),
+            "priors": self.priors,
+            "n0": self.design.n0,
+            "d0": self.design.d0,
+            **sampling_meta(settings, idata),
+        }
+        return ScalingLawFit._from_sampling(idata, self.data, self.design, self.options, meta)
+
+
+def prepare_model(
+    runs: pd.DataFrame,
+    options: ModelOptions,
+    *,
+    priors: Mapping[str, Mapping[str, float]] | None = None,
+    n0: float | None = None,
+    d0: float | None = None,
+    portable: bool = False,
+) -> PreparedModel:
+    """Validate ``runs`` and build the Chinchilla-form model that :func:`fit` samples.
+
+    For sampling the model some other way (``pm.sample`` with its own settings, say) and still
+    getting a :class:`ScalingLawFit`: ``prepared.to_fit(idata, settings)``.
+
+    Parameters
+    ----------
+    runs
+        Tidy run table (see :func:`bayescale.validate`).
+    options
+        Modelling options.
+    priors, n0, d0
+        As for :func:`fit`.
+    portable
+        Build the likelihood from PyTensor ops only (for JAX-based samplers) instead of the
+        compiled run-sums kernel.
+
+    Returns
+    -------
+    PreparedModel
+
+    Warns
+    -----
+    UserWarning
+        When every family's runs are at a single model size.
+    """
     data = validate(runs)
     design = build_design(data, use_arch=options.use_arch, n0=n0, d0=d0)
     if options.config_effects:
@@ -153,22 +234,10 @@ config_effects
     # The coordinates enter as constants: shared variables (as in RefitModel) would cost 7-17 s
     # more numba compilation per fit.
     coordinates = sampling_coordinates(design, resolved, options)
-    model = build_model(
-        design, resolved, options, portable=sampler == "numpyro",
-        **coordinates.model_inputs(),
-    )
-    idata = sample_model(model, coordinates.start, settings, jitter=coordinates.jitter)
-    meta = {
-        "law": law,
-        "options": options.to_dict(),
-        "priors": resolved,
-        "n0": design.n0,
-        "d0": design.d0,
-        **sampling_meta(settings, idata),
-    }
-    result = ScalingLawFit._from_sampling(idata, data, design, options, meta)
-    warn_on_problems(result.diagnostics, chains)
-    return result
+    model = build_model(design, resolved, options, portable=portable,
+                        **coordinates.model_inputs())
+    return PreparedModel(model, coordinates.start, coordinates.jitter, data, design, options,
+                         resolved)
 
 
 def _warn_if_one_size(design: Design) -> None:
@@ -181,7 +250,7 @@ def _warn_if_one_size(design: Design) -> None:
             "For seed-to-seed spread at one size use bayescale.seed_variability; for the "
             "scaling law, add runs at other sizes",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,  # the caller of fit (fit -> prepare_model -> here)
         )
 
 
