@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 
 from bayescale.data.datasets import list_datasets, load_dataset
+from bayescale.data.schedule import SCHEDULES, run_schedule
+from bayescale.data.validate import runs_without_schedule
 
 REPO = Path(__file__).resolve().parents[1]
 RAW = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -107,6 +109,100 @@ def test_tidy_schema(name: str) -> None:
     assert df.index.equals(ordered.index)
     # replicates of one config are told apart by seed
     assert not df.drop_duplicates("run").duplicated(["config", "seed"]).any()
+    # LR schedule columns, where a dataset has them: text shape, float numbers
+    if "schedule" in df.columns:
+        assert str(df["schedule"].dtype) == "str"
+        assert set(df["schedule"].dropna()) <= set(SCHEDULES)
+    for col in ("warmup_tokens", "final_lr_fraction", "schedule_tokens", "lr"):
+        if col in df.columns:
+            assert df[col].dtype == np.float64, col
+
+
+# ------------------------------------------------------------------------------------------
+# learning-rate schedules
+# ------------------------------------------------------------------------------------------
+SCHEDULE_COLUMNS = ["schedule", "warmup_tokens", "final_lr_fraction", "schedule_tokens"]
+
+
+def _olmo_ladder_peak(params: float) -> float:
+    # allenai/OLMo-ladder src/ladder/ladder.py: 0.0047 (N / 1.08e8)^(-1/3), /4 at length 4096
+    return 0.0047 * (params / 108_000_000) ** (-1 / 3) / 4
+
+
+def test_olmo_ladder_schedule_reproduces_the_logged_lr() -> None:
+    df = data("olmo-ladder")
+    assert runs_without_schedule(df) == []
+    assert df[SCHEDULE_COLUMNS].notna().all().all()
+    assert (df["schedule"] == "cosine").all() and (df["final_lr_fraction"] == 0.1).all()
+    np.testing.assert_allclose(df["lr_peak"], _olmo_ladder_peak(df["params"]), rtol=1e-9)
+    logged = 0
+    for run, rows in df.groupby("run"):
+        first = rows.iloc[0]
+        # ladder.py: warm-up of round(N / tokens per step) steps; the cosine ends with the run
+        batch = first["batch_size"]
+        assert first["warmup_tokens"] == round(first["params"] / batch) * batch
+        assert 0 <= first["schedule_tokens"] - first["run_tokens"] < batch, run
+        if rows["lr"].isna().all():  # the seed-variant files do not log the LR
+            assert "seed1" in str(run)
+            continue
+        logged += 1
+        assert rows["lr"].notna().all()
+        sched = run_schedule(first.to_dict())
+        rebuilt = sched.lr_fraction(rows["tokens"].to_numpy()) * _olmo_ladder_peak(first["params"])
+        np.testing.assert_allclose(rebuilt, rows["lr"], rtol=1e-3, err_msg=str(run))
+        # in fact exact up to the 10 digits written: a schedule ending at run_tokens would be
+        # off by up to 4e-4, which the looser bound above would not catch
+        np.testing.assert_allclose(rebuilt, rows["lr"], rtol=1e-8, err_msg=str(run))
+    assert logged == 30
+
+
+def test_hitchhiker_schedules() -> None:
+    df = data("hitchhiker")
+    runs = df.drop_duplicates("run").set_index("run")
+    # every schedule column is filled together, and lr_schedule says where it comes from
+    filled = runs[SCHEDULE_COLUMNS].notna()
+    assert (filled.all(axis=1) | ~filled.any(axis=1)).all()
+    assert runs.loc[filled.all(axis=1), "lr_schedule"].notna().all()
+    scheduled = set(runs.index[filled.all(axis=1)])
+    # the data card's list of families / runs without a confirmed schedule
+    unknown = {r for r in runs.index if runs.loc[r, "family"].startswith("datablations-")}
+    unknown |= set(runs.index[runs["family"].isin(["revisiting-lm", "redpajama-incite"])])
+    unknown |= {"opt-175b", "OLMo-7B-Twin-2T"}
+    t5 = set(runs.index[runs["family"] == "t5-pile"])
+    assert scheduled == set(runs.index) - unknown - t5
+    assert set(runs_without_schedule(df)) == unknown  # t5-pile has its logged LR instead
+    gpt3 = runs[runs["family"] == "gpt3"]
+    assert (gpt3["schedule"] == "cosine").all()
+    numbers = gpt3[["warmup_tokens", "final_lr_fraction", "schedule_tokens"]]
+    assert (numbers == [375e6, 0.1, 260e9]).all().all()  # Brown et al. 2020, App. B
+    opt = runs[(runs["family"] == "opt") & runs["schedule"].notna()]
+    assert len(opt) == 5 and (opt["schedule"] == "linear").all()
+    assert (opt["schedule_tokens"] == 300e9).all() and (opt["final_lr_fraction"] == 0.1).all()
+    assert runs.loc["OLMo-1B", "schedule"] == "cosine"
+    assert runs.loc["OLMo-7B", "schedule"] == "linear"
+    assert runs.loc["OLMo-1B", "schedule_tokens"] == 739_328 * runs.loc["OLMo-1B", "batch_size"]
+    # a Chinchilla IsoFLOP point is the end of its own cosine: the LR is at the 10% floor
+    chin = df[df["family"] == "chinchilla-isoflop"]
+    assert (chin["schedule_tokens"] == chin["tokens"]).all()
+    for _, row in chin.iloc[::40].iterrows():
+        h = run_schedule(row.to_dict()).lr_fraction(np.array([row["tokens"]]))
+        assert h == pytest.approx(0.1)
+
+
+def test_t5_pile_logged_lr_follows_the_gin_schedule() -> None:
+    t5 = data("hitchhiker").query("family == 't5-pile'")
+    assert t5["lr"].notna().all() and t5["schedule"].isna().all()
+    # t5x 'constant * rsqrt_decay', warmup_steps 10000: 1 / sqrt(max(step, 10000)); the logged
+    # value at a checkpoint is the LR of the step before it (1/(2 step) relative difference)
+    step = t5["step"].to_numpy(dtype=float)
+    np.testing.assert_allclose(t5["lr"], 1 / np.sqrt(np.maximum(step - 1, 10_000)), rtol=1e-6)
+
+
+def test_deepmind_and_nanogpt_have_no_schedule_columns() -> None:
+    for name in ("deepmind-routing", "nanogpt-replicates"):
+        df = data(name)
+        assert not {"schedule", "lr", *SCHEDULE_COLUMNS} & set(df.columns)
+        assert len(runs_without_schedule(df)) == CARD[name]["runs"]
 
 
 # ------------------------------------------------------------------------------------------
@@ -204,8 +300,25 @@ def test_olmo_ladder_against_raw() -> None:
             got["loss"], x["eval/c4_en-validation/CrossEntropyLoss"], rtol=1e-9
         )
         assert got["step"].tolist() == x["_step"].tolist()
+        lr = pd.read_csv(path, usecols=["optim/learning_rate_group0"]).iloc[:, 0]
+        np.testing.assert_allclose(got["lr"], lr, rtol=1e-9)
         checked += 1
     assert checked == 30
+
+
+@needs_raw
+def test_hitchhiker_t5_pile_lr_against_raw() -> None:
+    df = data("hitchhiker").query("family == 't5-pile'")
+    raw = pd.read_csv(
+        RAW / "colpret-hitchhiker" / "aggregated_eval" / "t5_pile.csv",
+        usecols=["model_name", "steps", "learning_rate/current"],
+    )
+    got = df.merge(
+        raw.assign(run="t5-pile-" + raw["model_name"]), left_on=["run", "step"],
+        right_on=["run", "steps"], validate="1:1",
+    )  # fmt: skip
+    assert len(got) == len(df)
+    np.testing.assert_allclose(got["lr"], got["learning_rate/current"], rtol=1e-9)
 
 
 @needs_raw

@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from bayescale import DataError
 from bayescale.data import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, validate
+from bayescale.data.schedule import run_schedule
+from bayescale.data.validate import runs_without_schedule
 
 NUMERIC = ("params", "tokens", "loss")
 
@@ -68,7 +70,8 @@ def test_column_constants() -> None:
     assert REQUIRED_COLUMNS == ("family", "run", "params", "tokens", "loss")
     assert set(OPTIONAL_COLUMNS) == {
         "seed", "arch", "config", "step", "batch_size", "run_tokens", "dataset",
-        "lr_schedule", "source",
+        "lr_schedule", "source", "schedule", "warmup_tokens", "final_lr_fraction",
+        "schedule_tokens", "decay_tokens", "lr",
     }  # fmt: skip
 
 
@@ -192,6 +195,167 @@ def test_duplicate_steps_are_rejected_whatever_the_row_order() -> None:
     df = _table(step=[400, 300, 100, 400, 20, 10])  # r2 has step 400 twice
     _raises(df, "step", "'r2'")
     _raises(df.iloc[::-1], "step", "'r2'")
+
+
+# --------------------------------------------------------------------------- LR schedules
+
+NAN = np.nan
+
+
+def _scheduled(**overrides: object) -> pd.DataFrame:
+    """``_table()`` with a schedule per run: r2 cosine, r1 linear (ends at run_tokens), q1 wsd.
+
+    Rows 0 and 3 are r2, rows 1 and 2 are r1, rows 4 and 5 are q1. r1 logs no LR.
+    """
+    columns: dict[str, object] = {
+        "run_tokens": [4e9, 3e9, 3e9, 4e9, 1e10, 1e10],
+        "schedule": ["cosine", "linear", "linear", "cosine", "wsd", "wsd"],
+        "warmup_tokens": [1e8, 0.0, 0.0, 1e8, 5e8, 5e8],
+        "final_lr_fraction": [0.1, 0.0, 0.0, 0.1, 0.0, 0.0],
+        "schedule_tokens": [4e9, NAN, NAN, 4e9, 1e10, 1e10],
+        "decay_tokens": [NAN, NAN, NAN, NAN, 2e9, 2e9],
+        "lr": [3e-4, NAN, NAN, 5e-4, 1e-4, 2e-4],
+    }
+    columns.update(overrides)
+    return _table(**columns)
+
+
+def test_valid_schedule_table_is_kept_and_typed() -> None:
+    df = _scheduled(warmup_tokens=[100_000_000, 0, 0, 100_000_000, 500_000_000, 500_000_000])
+    out = validate(df)
+    for col in ("warmup_tokens", "final_lr_fraction", "schedule_tokens", "decay_tokens", "lr"):
+        assert out[col].dtype == np.float64, col
+    assert out["schedule"].tolist() == ["linear"] * 2 + ["cosine"] * 2 + ["wsd"] * 2
+    assert out["lr"].tolist()[2:] == [5e-4, 3e-4, 2e-4, 1e-4]
+    assert out["lr"].iloc[:2].isna().all()
+    # every validated schedule can be reconstructed: peak after the warm-up, floor at the end
+    for _, row in out.drop_duplicates("run").iterrows():
+        sched = run_schedule(row.to_dict())
+        at = [sched.warmup_tokens, sched.schedule_tokens, 2 * sched.schedule_tokens]
+        h = sched.lr_fraction(np.linspace(0.0, 2.0 * sched.schedule_tokens, 50))
+        assert np.isfinite(h).all() and (h >= 0).all() and (h <= 1).all()
+        np.testing.assert_allclose(
+            sched.lr_fraction(np.array(at)), [1.0, *[row.final_lr_fraction] * 2]
+        )
+
+
+def test_warmup_may_be_zero_and_columns_absent() -> None:
+    df = _scheduled(warmup_tokens=[0.0] * 6).drop(columns=["lr", "schedule_tokens"])
+    validate(df)
+    validate(_scheduled().drop(columns=["warmup_tokens", "decay_tokens"]).iloc[:4])
+
+
+def test_some_runs_without_schedule_are_valid_and_listed() -> None:
+    df = _scheduled(
+        schedule=["cosine", "linear", "linear", "cosine", None, None],
+        decay_tokens=[NAN] * 6,
+        lr=[3e-4, NAN, NAN, 5e-4, NAN, NAN],
+    )
+    out = validate(df)
+    assert runs_without_schedule(df) == ["q1"]
+    assert runs_without_schedule(out) == ["q1"]
+    # an lr value alone is a schedule; so is a schedule alone (r1 logs no LR)
+    assert runs_without_schedule(df.assign(schedule=None)) == ["r1", "q1"]
+    assert runs_without_schedule(_table()) == ["r2", "r1", "q1"]
+
+
+def test_unknown_schedule_name() -> None:
+    df = _scheduled(schedule=["cosine", "linear", "linear", "cosine", "cosne", "cosne"])
+    message = _raises(df, "'schedule'", "'cosne'", "'q1'")
+    assert "inverse_sqrt" in message and "'r2'" not in message
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("schedule", "linear"), ("schedule", None), ("warmup_tokens", 2e8), ("schedule_tokens", NAN)],
+)
+def test_schedule_columns_must_be_constant_within_a_run(column: str, value: object) -> None:
+    df = _scheduled()
+    df[column] = df[column].astype(object)
+    df.loc[0, column] = value  # row 0 is r2
+    message = _raises(df, repr(column), "one value per run", "'r2'")
+    assert "'r1'" not in message and "'q1'" not in message
+
+
+def test_lr_may_vary_within_a_run() -> None:
+    # lr is per checkpoint: q1 logs 2e-4 at 5e9 tokens and 1e-4 at 1e10
+    assert validate(_scheduled())["lr"].iloc[4:].tolist() == [2e-4, 1e-4]
+
+
+def test_scheduled_run_needs_final_lr_fraction() -> None:
+    df = _scheduled(final_lr_fraction=[0.1, NAN, NAN, 0.1, 0.0, 0.0])
+    message = _raises(df, "'final_lr_fraction'", "'r1'")
+    assert "'r2'" not in message
+    _raises(_scheduled().drop(columns="final_lr_fraction"), "'final_lr_fraction'", "'q1'", "'r1'")
+
+
+def test_scheduled_run_needs_an_end() -> None:
+    # r1 has no schedule_tokens and falls back to run_tokens
+    message = _raises(_scheduled().drop(columns="run_tokens"), "'schedule_tokens'", "'r1'")
+    assert "'r2'" not in message and "'q1'" not in message
+    df = _scheduled(schedule_tokens=[4e9, NAN, NAN, 4e9, NAN, NAN])
+    df.loc[[4, 5], "run_tokens"] = NAN
+    message = _raises(df, "'run_tokens'", "'q1'")
+    assert "'r1'" not in message
+
+
+def test_scheduled_run_needs_a_warmup_value() -> None:
+    df = _scheduled(warmup_tokens=[NAN, 0.0, 0.0, NAN, 5e8, 5e8])
+    message = _raises(df, "'warmup_tokens'", "'r2'", "0 for no warm-up")
+    assert "'q1'" not in message
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.1, np.inf])
+def test_final_lr_fraction_outside_unit_interval(bad: float) -> None:
+    df = _scheduled(final_lr_fraction=[0.1, 0.0, 0.0, 0.1, bad, bad])
+    _raises(df, "'final_lr_fraction'", "[0, 1]", "'q1'", "index 4, 5")
+
+
+@pytest.mark.parametrize("bad", [-1.0, -np.inf])
+def test_negative_warmup(bad: float) -> None:
+    df = _scheduled(warmup_tokens=[1e8, bad, bad, 1e8, 5e8, 5e8])
+    _raises(df, "'warmup_tokens'", ">= 0", "'r1'")
+
+
+@pytest.mark.parametrize(
+    ("warmup", "run"),
+    [([4e9, 0.0, 0.0, 4e9, 5e8, 5e8], "'r2'"), ([1e8, 3e9, 3e9, 1e8, 5e8, 5e8], "'r1'")],
+)
+def test_warmup_must_end_before_the_schedule(warmup: list[float], run: str) -> None:
+    message = _raises(_scheduled(warmup_tokens=warmup), "'warmup_tokens'", "end before", run)
+    assert "'q1'" not in message
+
+
+@pytest.mark.parametrize("decay", [NAN, 0.0, -1e9])
+def test_wsd_needs_positive_decay_tokens(decay: float) -> None:
+    df = _scheduled(decay_tokens=[NAN, NAN, NAN, NAN, decay, decay])
+    message = _raises(df, "'decay_tokens'", "'q1'")
+    assert "'r2'" not in message
+
+
+def test_wsd_decay_must_fit_after_the_warmup() -> None:
+    # q1: schedule ends at 1e10, warm-up 5e8 -> at most 9.5e9 of decay
+    validate(_scheduled(decay_tokens=[NAN] * 4 + [9.5e9] * 2))
+    df = _scheduled(decay_tokens=[NAN] * 4 + [9.6e9] * 2)
+    _raises(df, "'decay_tokens'", "'wsd'", "'q1'")
+
+
+@pytest.mark.parametrize("bad", [NAN, np.inf, 0.0, -3e-4])
+def test_logged_lr_must_be_finite_and_positive(bad: float) -> None:
+    df = _scheduled(lr=[3e-4, NAN, NAN, 5e-4, bad, 2e-4])  # row 4 is q1
+    message = _raises(df, "'lr'", "'q1'", "index 4")
+    assert "'r1'" not in message  # r1 logs no LR at all, which is allowed
+
+
+def test_non_numeric_schedule_values() -> None:
+    df = _scheduled()
+    df["lr"] = df["lr"].astype(object)
+    df.loc[5, "lr"] = "3e-4/s"
+    _raises(df, "'lr'", "non-numeric", "'q1'", "'3e-4/s'")
+    df = _scheduled()
+    df["warmup_tokens"] = df["warmup_tokens"].astype(object)
+    df.loc[[1, 2], "warmup_tokens"] = True
+    _raises(df, "'warmup_tokens'", "non-numeric", "'r1'")
 
 
 # --------------------------------------------------------------------------- unit heuristics

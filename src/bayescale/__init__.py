@@ -14,12 +14,13 @@ from bayescale.data.prepare import (
     ProtocolSplit,
     drop_warmup,
     final_fraction,
+    fit_window,
     max_param_runs,
     protocol_split,
     thin_log_spaced,
 )
 from bayescale.data.validate import validate
-from bayescale.errors import DataError, SamplingWarning
+from bayescale.errors import DataError, SamplingWarning, ScheduleWarning
 from bayescale.fit import ScalingLawFit, fit, load
 from bayescale.intervals import prediction_dataset
 from bayescale.kaplan_fit import KaplanFit, fit_kaplan
@@ -42,12 +43,14 @@ __all__ = [
     "ModelOptions",
     "ProtocolSplit",
     "SamplingWarning",
+    "ScheduleWarning",
     "ScalingLawFit",
     "SeedVariability",
     "Simulation",
     "__version__",
     "drop_warmup",
     "final_fraction",
+    "fit_window",
     "fit",
     "fit_kaplan",
     "list_datasets",

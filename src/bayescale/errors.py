@@ -9,3 +9,7 @@ class DataError(ValueError):
 
 class SamplingWarning(UserWarning):
     """The sampler's diagnostics (divergences, R-hat, ESS) say the posterior may not be trustworthy."""
+
+
+class ScheduleWarning(UserWarning):
+    """Runs without a learning-rate schedule: only their late checkpoints are fitted."""

@@ -15,7 +15,14 @@ import pandas as pd
 import xarray as xr
 from scipy.stats import t as student_t
 
+from bayescale.data.prepare import (
+    DEFAULT_FIT_FROM,
+    DEFAULT_UNSCHEDULED_FROM,
+    FitWindow,
+    fit_window,
+)
 from bayescale.data.validate import validate
+from bayescale.errors import ScheduleWarning
 from bayescale.fit_base import FitBase
 from bayescale.inference import (
     Sampler,
@@ -38,6 +45,7 @@ from bayescale.models.likelihood import (
     run_effect_conditional,
     run_marginal_loglik,
 )
+from bayescale.laws.schedule import point_schedule
 from bayescale.models.options import ModelOptions
 from bayescale.models.priors import resolve_priors
 from bayescale.models.scaling import sampling_coordinates
@@ -74,6 +82,8 @@ def fit(
     progressbar: bool = True,
     n0: float | None = None,
     d0: float | None = None,
+    fit_from: float | None = DEFAULT_FIT_FROM,
+    unscheduled_from: float | None = DEFAULT_UNSCHEDULED_FROM,
 ) -> ScalingLawFit | KaplanFit:
     """Fit the hierarchical Bayesian scaling law to a run table with NUTS.
 
@@ -106,6 +116,15 @@ config_effects
         Show the sampler's progress bar.
     n0, d0
         Reference scales of the power-law terms (default: geometric means of the data).
+    fit_from
+        Fit each run's checkpoints from this fraction of its length on (``schedule_tokens``,
+        else ``run_tokens``, else its last checkpoint); every run keeps its last checkpoint.
+        Early checkpoints fall faster than any law in ``D``. ``None`` fits them all.
+    unscheduled_from
+        The same for runs without a learning-rate schedule (no ``schedule`` and no ``lr``
+        column value): their mid-run checkpoints are not final losses, so only their late
+        part is fitted, with a :class:`bayescale.ScheduleWarning`. ``None`` fits them as
+        though their LR were constant.
 
     Returns
     -------
@@ -115,6 +134,16 @@ config_effects
     -----
     bayescale.SamplingWarning
         On divergences, R-hat > 1.01 or low effective sample size.
+    bayescale.ScheduleWarning
+        When checkpoints of runs without a schedule are left out.
+
+    Notes
+    -----
+    With a learning-rate schedule (columns ``schedule``, ``warmup_tokens``,
+    ``final_lr_fraction``, ``schedule_tokens``/``run_tokens``, ``decay_tokens``, or an ``lr``
+    column; see :mod:`bayescale.data.schedule`) the law is schedule-aware
+    (:mod:`bayescale.laws.schedule`): at the end of every run it is ``E + A/N^alpha +
+    B/D^beta``, and mid-run checkpoints add the schedule's effect.
     """
     if law not in SUPPORTED_LAWS:
         raise ValueError(f"law must be one of {SUPPORTED_LAWS}; got {law!r}")
@@ -147,7 +176,8 @@ config_effects
         config_effects=config_effects,
     )
     prepared = prepare_model(
-        runs, options, priors=priors, n0=n0, d0=d0, portable=sampler == "numpyro"
+        runs, options, priors=priors, n0=n0, d0=d0, portable=sampler == "numpyro",
+        fit_from=fit_from, unscheduled_from=unscheduled_from,
     )
     idata = sample_model(prepared.model, prepared.start, settings, jitter=prepared.jitter)
     result = prepared.to_fit(idata, settings)
@@ -198,6 +228,8 @@ def prepare_model(
     n0: float | None = None,
     d0: float | None = None,
     portable: bool = False,
+    fit_from: float | None = DEFAULT_FIT_FROM,
+    unscheduled_from: float | None = DEFAULT_UNSCHEDULED_FROM,
 ) -> PreparedModel:
     """Validate ``runs`` and build the Chinchilla-form model that :func:`fit` samples.
 
@@ -215,6 +247,8 @@ def prepare_model(
     portable
         Build the likelihood from PyTensor ops only (for JAX-based samplers) instead of the
         compiled run-sums kernel.
+    fit_from, unscheduled_from
+        Which checkpoints are fitted (see :func:`fit`).
 
     Returns
     -------
@@ -225,7 +259,9 @@ def prepare_model(
     UserWarning
         When every family's runs are at a single model size.
     """
-    data = validate(runs)
+    window = fit_window(validate(runs), fit_from, unscheduled_from)
+    data = window.runs
+    _warn_if_unscheduled(window, unscheduled_from)
     design = build_design(data, use_arch=options.use_arch, n0=n0, d0=d0)
     if options.config_effects:
         design.check_configs()
@@ -238,6 +274,23 @@ def prepare_model(
                         **coordinates.model_inputs())
     return PreparedModel(model, coordinates.start, coordinates.jitter, data, design, options,
                          resolved)
+
+
+def _warn_if_unscheduled(window: FitWindow, unscheduled_from: float | None) -> None:
+    """Say once that runs without a schedule are fitted from their late checkpoints only."""
+    if not window.unscheduled or unscheduled_from is None:
+        return
+    shown = ", ".join(repr(r) for r in window.unscheduled[:3])
+    more = f" and {len(window.unscheduled) - 3} more" if len(window.unscheduled) > 3 else ""
+    warnings.warn(
+        f"{len(window.unscheduled)} runs have no learning-rate schedule ({shown}{more}): "
+        f"fitting only their checkpoints from {unscheduled_from:.0%} of each run on, because a "
+        "mid-run checkpoint of a decaying schedule is not the final loss of a run that long. "
+        "Give the schedule (columns schedule, warmup_tokens, final_lr_fraction, run_tokens, or "
+        "an lr column; schedule='constant' for a constant LR) to fit every checkpoint",
+        ScheduleWarning,
+        stacklevel=4,  # the caller of fit (fit -> prepare_model -> here)
+    )
 
 
 def _warn_if_one_size(design: Design) -> None:
@@ -347,9 +400,13 @@ class ScalingLawFit(FitBase[Design]):
         rng = self._rng(1)
         chunk = max(1, 2_000_000 // max(design.n_obs, 1))
         phi_all = self._ar_phi(design, self.options.autocorrelation)
+        kappa_run = self._kappa_draws()
+        if kappa_run is not None:
+            kappa_run = kappa_run[:, design.run_family]
         for lo in range(0, theta.shape[0], chunk):
             sl = slice(lo, lo + chunk)
-            resid = design.log_loss - log_mean_curve(theta[sl], design, math=np)
+            k_sl = None if kappa_run is None else kappa_run[sl]
+            resid = design.log_loss - log_mean_curve(theta[sl], design, math=np, kappa_run=k_sl)
             phi = None if phi_all is None else phi_all[sl]
             if nested:
                 tau_c = self.posterior_draws("sigma_config")[sl, None]
@@ -394,6 +451,12 @@ class ScalingLawFit(FitBase[Design]):
         unit = "config" if nested else "run"
         self._store_log_likelihood(loglik, unit, design.configs if nested else design.runs)
 
+    def _kappa_draws(self) -> np.ndarray | None:
+        """Draws of each family's schedule scale ``kappa`` (sample, family), or ``None``."""
+        if "kappa" not in self.idata.posterior:
+            return None
+        return self.posterior_draws("kappa")
+
     # ----------------------------------------------------------------- parameters
     def credible_intervals(self, level: float = 0.9) -> pd.DataFrame:
         """Tidy table of parameter credible intervals (see
@@ -434,6 +497,7 @@ class ScalingLawFit(FitBase[Design]):
         arch: str | None = None,
         run: str | None = None,
         config: str | None = None,
+        schedule: Mapping[str, Any] | pd.DataFrame | None = None,
         levels: Sequence[float] = DEFAULT_LEVELS,
         random_seed: int | None = None,
     ) -> xr.Dataset:
@@ -453,6 +517,15 @@ class ScalingLawFit(FitBase[Design]):
         config
             A config of a fit with ``config_effects``: predict a new seed of that
             configuration (its config offset, a new seed offset).
+        schedule
+            The learning-rate schedule of the run(s) to predict, for checkpoints *during* a
+            run: a mapping of the schedule columns (``schedule``, ``warmup_tokens``,
+            ``final_lr_fraction``, ``schedule_tokens``, ``decay_tokens``, ``batch_size``; see
+            :mod:`bayescale.data.schedule`) when every point is a checkpoint of one run, or a
+            DataFrame with one row per point (``run`` and the schedule columns, e.g. the
+            held-out rows of a run table). ``None`` (default): each point is the end of a run
+            trained to ``tokens`` with the training runs' kind of schedule, where the law is
+            ``E + A/N^alpha + B/D^beta`` (see :mod:`bayescale.laws.schedule`).
         levels
             Central interval probabilities of the bands.
         random_seed
@@ -468,7 +541,8 @@ class ScalingLawFit(FitBase[Design]):
             ``observed`` (+ checkpoint noise).
         """
         draws = self.predictive_draws(
-            params, tokens, family, arch=arch, run=run, config=config, random_seed=random_seed
+            params, tokens, family, arch=arch, run=run, config=config, schedule=schedule,
+            random_seed=random_seed,
         )
         n, d = broadcast_points(params, tokens)
         bands = {k: draws[k].values for k in draws.data_vars}
@@ -490,6 +564,7 @@ class ScalingLawFit(FitBase[Design]):
         arch: str | None = None,
         run: str | None = None,
         config: str | None = None,
+        schedule: Mapping[str, Any] | pd.DataFrame | None = None,
         random_seed: int | None = None,
     ) -> xr.Dataset:
         """Draws of the loss at ``(params, tokens)`` for each band (dims ``sample``, ``point``).
@@ -504,9 +579,13 @@ class ScalingLawFit(FitBase[Design]):
         if config is not None:
             first_run = np.flatnonzero(self.design.run_config == config_offset[1])[0]
             family = self.families[self.design.run_family[first_run]]
+        d_eff, excess = point_schedule(n, d, schedule)
         theta = self._theta_draws(family, arch, rng)
-        log_n, log_d = np.log(n / self.n0), np.log(d / self.d0)
+        log_n, log_d = np.log(n / self.n0), np.log(d_eff / self.d0)
         log_mu = reference_log_loss(theta, log_n, log_d)
+        if np.any(excess != 0):
+            kappa = self._kappa_family_draws(family, arch, rng)
+            log_mu = log_mu + kappa[:, None] * excess
         out = {}
         if run is not None:
             offset = self.posterior_draws("run_effect")[:, run_index][:, None]
@@ -532,6 +611,23 @@ class ScalingLawFit(FitBase[Design]):
             out["observed"] = np.exp(base + noise)
         coords = {"params": ("point", n), "tokens": ("point", d)}
         return xr.Dataset({k: (("sample", "point"), v) for k, v in out.items()}, coords=coords)
+
+    def _kappa_family_draws(
+        self, family: str | None, arch: str | None, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Draws of ``kappa`` for a known family, or for a new family from the population."""
+        if "kappa" not in self.idata.posterior:
+            raise ValueError(
+                "this fit has no learning-rate schedule, so it cannot predict checkpoints during "
+                "a scheduled run; refit with the schedule columns (or drop schedule=)"
+            )
+        if family is not None and family in self.families:
+            return self.posterior_draws("kappa")[:, self.families.index(family)]
+        log_kappa = self.posterior_draws("log_kappa_pop")
+        if "kappa_sd" in self.idata.posterior:
+            sd = self.posterior_draws("kappa_sd")
+            log_kappa = log_kappa + sd * rng.standard_normal(sd.shape)
+        return np.exp(log_kappa)
 
     def _config_offset(self, config: str | None, run: str | None) -> tuple[str, int]:
         """``(config, index)`` of a known config, checked; ``("", -1)`` when none is asked."""

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from bayescale.laws.chinchilla import chinchilla_log_loss_ref
+from bayescale.laws.schedule import point_schedule
 
 #: Reference scales the simulator's family parameters are drawn at.
 SIM_N0, SIM_D0 = 1e9, 1e11
@@ -82,6 +83,12 @@ def simulate(
     spike_size: float = 0.1,
     warmup_checkpoints: int = 0,
     warmup_excess: float = 0.3,
+    schedule: str = "constant",
+    budgets: Sequence[float] = (1.0,),
+    kappa: float = 0.05,
+    final_lr_fraction: float = 0.1,
+    warmup_fraction: float = 0.01,
+    decay_fraction: float = 0.2,
     random_seed: int | np.random.Generator = 0,
 ) -> Simulation:
     """Draw a hierarchical scaling-law data set.
@@ -114,6 +121,18 @@ def simulate(
     warmup_checkpoints, warmup_excess
         Extra early checkpoints (before ``first_fraction``) whose loss exceeds the law by up to
         ``warmup_excess`` on log scale, decaying to zero: a warm-up the law does not describe.
+    schedule
+        The learning-rate schedule of every run (one of
+        :data:`bayescale.data.schedule.SCHEDULES`). ``"constant"`` (default): every
+        checkpoint follows ``L(N, D)``. Otherwise checkpoints follow the schedule-aware law of
+        :mod:`bayescale.laws.schedule` with scale ``kappa``, and the table carries the schedule
+        columns.
+    budgets
+        Run lengths per size as multiples of ``tokens_per_param x N`` (one run per budget and
+        seed), as in a ladder of token budgets.
+    kappa, final_lr_fraction, warmup_fraction, decay_fraction
+        The schedule law's excess scale, the LR floor, the warm-up as a fraction of each run
+        and (``wsd``) the final decay's share of the run.
     random_seed
         Seed or generator; the same seed gives the same table.
 
@@ -144,25 +163,32 @@ def simulate(
                 "beta": beta,
             }
         )
-        for n in sizes:
-            d_final = tokens_per_param * n
+        for n, budget in ((n, b) for n in sizes for b in budgets):
+            d_final = tokens_per_param * n * budget
             tokens = np.geomspace(first_fraction * d_final, d_final, n_checkpoints)
             if warmup_checkpoints:
                 early = np.geomspace(first_fraction**2 * d_final, first_fraction * d_final,
                                      warmup_checkpoints + 1)[:-1]
                 tokens = np.r_[early, tokens]
+            sched_cols = {
+                "schedule": schedule, "warmup_tokens": warmup_fraction * d_final,
+                "final_lr_fraction": final_lr_fraction, "schedule_tokens": d_final,
+                "decay_tokens": decay_fraction * d_final if schedule == "wsd" else np.nan,
+            }
+            d_eff, excess = point_schedule(np.full(tokens.size, n), tokens, sched_cols)
             log_mu = chinchilla_log_loss_ref(
-                np.log(n / SIM_N0), np.log(tokens / SIM_D0), theta["log_E"], theta["a"],
+                np.log(n / SIM_N0), np.log(d_eff / SIM_D0), theta["log_E"], theta["a"],
                 alpha, theta["b"], beta,
-            )
+            ) + kappa * excess
             if warmup_checkpoints:
                 excess = np.zeros_like(tokens)
                 excess[:warmup_checkpoints] = warmup_excess * np.linspace(
                     1, 0, warmup_checkpoints, endpoint=False
                 )
                 log_mu = log_mu + excess
+            tag = f"{name}-{n:.3g}" + (f"-x{budget:g}" if len(budgets) > 1 else "")
             for s in range(n_seeds):
-                run = f"{name}-{n:.3g}-s{s}"
+                run = f"{tag}-s{s}"
                 u = sigma_seed * rng.standard_normal()
                 run_effects[run] = u
                 eps = _noise(rng, tokens.size, sigma_obs, noise, nu, ar_rho)
@@ -176,8 +202,9 @@ def simulate(
                             "tokens": tokens,
                             "loss": np.exp(log_mu + u + eps + spikes),
                             "seed": s,
-                            "config": f"{name}-{n:.3g}",
+                            "config": tag,
                             "run_tokens": d_final,
+                            **sched_cols,
                         }
                     )
                 )

@@ -53,6 +53,12 @@ DATASETS: dict[str, _DatasetInfo] = {
 
 #: Columns holding integer counts that may be missing for some rows.
 _NULLABLE_INT_COLUMNS = ("step", "batch_size", "run_tokens")
+#: Learning-rate schedule columns read as floats (NaN where a run has no schedule); the
+#: token counts among them are written as integers but are read as floats, like the
+#: validator's output.
+_FLOAT_COLUMNS = ("warmup_tokens", "final_lr_fraction", "schedule_tokens", "decay_tokens", "lr")
+#: Text columns that may be empty in every row of a file (read back as ``str``, NaN kept).
+_STRING_COLUMNS = ("schedule", "lr_schedule")
 
 
 def _data_dir() -> Path:
@@ -104,9 +110,12 @@ def load_dataset(name: str) -> pd.DataFrame:
         columns ``family``, ``run``, ``params``, ``tokens``, ``loss`` (nats per token, except where
         the ``dataset`` column says the scale is unknown), the optional columns that the source
         provides (``seed``, ``config``, ``arch``, ``step``, ``batch_size``, ``run_tokens``,
-        ``dataset``, ``lr_schedule``, ``source``) and dataset-specific extras. String columns
-        have the plain ``str`` dtype; ``step``/``batch_size``/``run_tokens`` are nullable
-        ``Int64``.
+        ``dataset``, ``lr_schedule``, ``source``; the learning-rate schedule columns
+        ``schedule``, ``warmup_tokens``, ``final_lr_fraction``, ``schedule_tokens``,
+        ``decay_tokens`` and ``lr`` where the data card gives a source for them) and
+        dataset-specific extras. String columns (``schedule`` included) have the plain
+        ``str`` dtype; ``step``/``batch_size``/``run_tokens`` are nullable ``Int64``; the
+        numeric schedule columns are float64, NaN for runs without a known schedule.
 
     Raises
     ------
@@ -119,6 +128,13 @@ def load_dataset(name: str) -> pd.DataFrame:
     for col in _NULLABLE_INT_COLUMNS:
         if col in df.columns:
             df[col] = df[col].astype("Int64")
+    for col in _FLOAT_COLUMNS:
+        if col in df.columns:
+            df[col] = df[col].astype("float64")
+    for col in _STRING_COLUMNS:
+        if col in df.columns:
+            # an all-empty column is read as float; keep its NaN as missing, not as "nan"
+            df[col] = df[col].astype(str).where(df[col].notna())
     df = _plain_strings(df)
     df = validate(df)
     return _plain_strings(df)

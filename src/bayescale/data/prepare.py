@@ -55,11 +55,81 @@ def drop_warmup(
 
 
 def _run_length(runs: pd.DataFrame) -> pd.Series:
-    final = runs.groupby("run")["tokens"].transform("max")
-    if "run_tokens" in runs.columns:
-        planned = pd.to_numeric(runs["run_tokens"], errors="coerce")
-        return planned.fillna(final)
-    return final
+    """Each row's run length: ``schedule_tokens``, else ``run_tokens``, else the last checkpoint."""
+    length = runs.groupby("run")["tokens"].transform("max").astype(float)
+    for col in ("run_tokens", "schedule_tokens"):
+        if col in runs.columns:
+            length = pd.to_numeric(runs[col], errors="coerce").astype(float).fillna(length)
+    return length
+
+
+#: Default start of the fitted part of every run, as a fraction of its length: the first
+#: fifth of a run (past the LR warm-up, the loss still falls faster than any law in D) is left
+#: out, as the Hitchhiker's guide leaves out the first 10B tokens.
+DEFAULT_FIT_FROM = 0.2
+#: Default start of the fitted part of a run whose learning-rate schedule is unknown: only its
+#: end is close to the final loss of a run of that length.
+DEFAULT_UNSCHEDULED_FROM = 0.9
+
+
+@dataclass(frozen=True)
+class FitWindow:
+    """Which checkpoints a fit uses.
+
+    Attributes
+    ----------
+    runs
+        The selected rows (every run keeps at least its last checkpoint).
+    unscheduled
+        Runs without a learning-rate schedule.
+    dropped
+        Rows left out.
+    """
+
+    runs: pd.DataFrame
+    unscheduled: list[str]
+    dropped: int
+
+
+def fit_window(
+    runs: pd.DataFrame,
+    fit_from: float | None = DEFAULT_FIT_FROM,
+    unscheduled_from: float | None = DEFAULT_UNSCHEDULED_FROM,
+) -> FitWindow:
+    """The checkpoints a schedule-aware fit uses.
+
+    Parameters
+    ----------
+    runs
+        Validated run table.
+    fit_from
+        Keep checkpoints from this fraction of each run's length on (``None``: all).
+    unscheduled_from
+        For runs without a learning-rate schedule (no ``schedule`` and no ``lr``), keep only
+        checkpoints from this fraction of the run on: a mid-run checkpoint of a decaying
+        schedule is not the final loss of a run of that length (``None``: keep them all, as
+        though the LR were constant).
+
+    Returns
+    -------
+    FitWindow
+    """
+    from bayescale.data.validate import runs_without_schedule
+
+    unscheduled = runs_without_schedule(runs)
+    frac = np.zeros(len(runs))
+    if fit_from is not None:
+        frac[:] = float(fit_from)
+    if unscheduled_from is not None and unscheduled:
+        mask = runs["run"].astype(str).isin(unscheduled).to_numpy()
+        frac[mask] = np.maximum(frac[mask], float(unscheduled_from))
+    if np.any((frac < 0) | (frac >= 1)):
+        raise ValueError("fit_from and unscheduled_from must be in [0, 1)")
+    tokens = runs["tokens"].to_numpy(dtype=float)
+    keep = tokens >= frac * _run_length(runs).to_numpy() * (1 - _CUT_RTOL)
+    last = (runs.groupby("run")["tokens"].transform("max").to_numpy() == tokens)
+    keep |= last
+    return FitWindow(runs.loc[keep].reset_index(drop=True), unscheduled, int((~keep).sum()))
 
 
 def thin_log_spaced(runs: pd.DataFrame, max_points: int = 40) -> pd.DataFrame:

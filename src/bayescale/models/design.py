@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from bayescale.errors import DataError
+from bayescale.laws.schedule import schedule_covariates
 
 
 @dataclass(frozen=True)
@@ -31,13 +32,20 @@ class Design:
     obs_run
         Run index of each observation.
     obs_log_d
-        ``log(D / D0)`` per observation.
+        ``log(D / D0)`` per observation; under a learning-rate schedule ``D`` is the effective
+        tokens ``D_eff`` of :mod:`bayescale.laws.schedule` (equal to the tokens at the end of
+        each run's schedule).
     log_loss
         Observed ``log L`` per observation.
     obs_prev
         Index of the previous checkpoint of the same run, or -1 for a run's first checkpoint.
     obs_gap
         Distance to the previous checkpoint in log tokens (0 for first checkpoints).
+    obs_anneal
+        The schedule covariate ``s = g(t) - g(T)`` per observation (0 at the end of a run's
+        schedule and for runs without a schedule).
+    obs_scheduled
+        Whether each observation's run has a learning-rate schedule.
     configs
         Configuration labels (the ``config`` column; a run without one is its own config).
         A label used in two families is prefixed ``family/``.
@@ -61,6 +69,26 @@ class Design:
     run_params: np.ndarray = field(repr=False)
     configs: np.ndarray = field(default_factory=lambda: np.array([], dtype=str))
     run_config: np.ndarray = field(default_factory=lambda: np.array([], dtype=int))
+    obs_anneal: np.ndarray | None = field(default=None, repr=False)
+    obs_scheduled: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.obs_anneal is None:
+            object.__setattr__(self, "obs_anneal", np.zeros(self.log_loss.size))
+        if self.obs_scheduled is None:
+            object.__setattr__(self, "obs_scheduled", np.zeros(self.log_loss.size, dtype=bool))
+
+    @property
+    def has_schedule(self) -> bool:
+        """Whether any checkpoint is taken before its run's LR has annealed, so that the
+        schedule's excess ``kappa s`` enters the model (constant schedules and final losses
+        need no ``kappa``)."""
+        return bool(np.any(self.obs_anneal != 0))
+
+    @property
+    def obs_family(self) -> np.ndarray:
+        """Family index of each observation."""
+        return self.run_family[self.obs_run]
 
     def _family_sizes(self) -> list[np.ndarray]:
         """The distinct parameter counts among each family's runs."""
@@ -115,6 +143,7 @@ def build_design(
     use_arch: bool = False,
     n0: float | None = None,
     d0: float | None = None,
+    lag_steps: float | None = None,
 ) -> Design:
     """Index a validated run table.
 
@@ -127,6 +156,9 @@ def build_design(
         arch per family).
     n0, d0
         Reference scales; default to the geometric means of the data.
+    lag_steps
+        The loss's memory for the learning rate in optimizer steps (schedule-aware law only;
+        default :data:`bayescale.data.schedule.DEFAULT_LAG_STEPS`).
 
     Returns
     -------
@@ -161,12 +193,15 @@ def build_design(
     tokens = runs["tokens"].to_numpy(dtype=float)
     n0 = float(np.exp(np.mean(np.log(run_params)))) if n0 is None else float(n0)
     d0 = float(np.exp(np.mean(np.log(tokens)))) if d0 is None else float(d0)
-    obs_log_d = np.log(tokens / d0)
+    d_eff, anneal, scheduled = schedule_covariates(runs, lag_steps)
+    obs_log_d = np.log(d_eff / d0)
 
     obs_prev = np.arange(len(runs)) - 1
     first_of_run = np.r_[True, obs_run[1:] != obs_run[:-1]]
     obs_prev[first_of_run] = -1
-    obs_gap = np.where(first_of_run, 0.0, obs_log_d - obs_log_d[np.maximum(obs_prev, 0)])
+    # the AR(1) correlation decays with the distance in (real) log tokens
+    log_tokens = np.log(tokens)
+    obs_gap = np.where(first_of_run, 0.0, log_tokens - log_tokens[np.maximum(obs_prev, 0)])
 
     return Design(
         families=families.astype(str),
@@ -185,6 +220,8 @@ def build_design(
         run_params=run_params,
         configs=configs,
         run_config=run_config,
+        obs_anneal=anneal,
+        obs_scheduled=scheduled,
     )
 
 

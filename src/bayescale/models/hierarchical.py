@@ -222,6 +222,9 @@ def build_model(
             theta = pm.Deterministic("theta", centre + tau_theta * z, dims=("family", "component"))
 
         _law_deterministics(mu_theta, theta, design)
+        kappa_run = None
+        if design.has_schedule:
+            kappa_run = schedule_kappa(design, priors)[design.run_family]
 
         sigma_seed = _free_variable(
             "sigma_seed", pm.HalfNormal, {"sigma": priors["sigma_seed"]["sigma"]}, "log", scales
@@ -240,9 +243,11 @@ def build_model(
         )
 
         if options.likelihood == "normal":
-            _normal_marginal(design, options, priors, theta, sigma_obs, tau_run, portable, scales)
+            _normal_marginal(
+                design, options, priors, theta, sigma_obs, tau_run, portable, scales, kappa_run
+            )
         else:
-            log_mu = log_mean_curve(theta, design)
+            log_mu = log_mean_curve(theta, design, kappa_run=kappa_run)
             nu = pm.Gamma("nu", alpha=priors["nu"]["alpha"], beta=priors["nu"]["beta"])
             run_effect = pm.Normal("run_effect", 0.0, tau_run, dims="run")
             pm.StudentT(
@@ -254,6 +259,26 @@ def build_model(
                 dims="obs",
             )
     return model
+
+
+def schedule_kappa(design: Design, priors: Mapping[str, Mapping[str, float]]):
+    """Per-family scale ``kappa`` of the learning-rate schedule's excess (``log`` hierarchical).
+
+    ``log kappa_f = log_kappa_pop + kappa_sd z_f`` (non-centred: most families say little about
+    their own ``kappa``); one family is the population. Returns the ``kappa`` deterministic
+    (dim ``family``).
+    """
+    log_pop = pm.Normal(
+        "log_kappa_pop", mu=priors["kappa"]["mu"], sigma=priors["kappa"]["sigma"]
+    )
+    if len(design.families) == 1:
+        log_kappa = pt.reshape(log_pop, (1,))
+    else:
+        # Gamma(2) for the reason tau_theta has one: few families cannot tell sd 0 from small
+        sd = pm.Gamma("kappa_sd", alpha=2.0, beta=2.0 / priors["kappa_sd"]["sigma"])
+        z = pm.Normal("kappa_z", 0.0, 1.0, dims="family")
+        log_kappa = log_pop + sd * z
+    return pm.Deterministic("kappa", pt.exp(log_kappa), dims="family")
 
 
 def _free_variable(
@@ -383,17 +408,26 @@ def run_curve_terms(theta, design: Design, math=pt):
     return asym, th_run[..., 3], math.exp(th_run[..., 4])
 
 
-def log_mean_curve(theta, design: Design, math=pt):
+def log_mean_curve(theta, design: Design, math=pt, kappa_run=None):
     """log mu per checkpoint for family parameters ``theta[..., family, 5]``.
 
     Works on a PyTensor matrix (family x 5) or a numpy array of draws (..., family x 5).
+    ``kappa_run[..., run]`` adds the learning-rate schedule's excess ``kappa s`` (see
+    :mod:`bayescale.laws.schedule`); ``design.obs_log_d`` already holds the effective tokens.
     """
     asym, b_run, beta_run = run_curve_terms(theta, design, math)
     obs = design.obs_run
-    return math.logaddexp(asym[..., obs], b_run[..., obs] - beta_run[..., obs] * design.obs_log_d)
+    log_mu = math.logaddexp(
+        asym[..., obs], b_run[..., obs] - beta_run[..., obs] * design.obs_log_d
+    )
+    if kappa_run is None:
+        return log_mu
+    return log_mu + kappa_run[..., obs] * design.obs_anneal
 
 
-def _normal_marginal(design, options, priors, theta, sigma_obs, tau_run, portable, scales) -> None:
+def _normal_marginal(
+    design, options, priors, theta, sigma_obs, tau_run, portable, scales, kappa_run=None
+) -> None:
     rho = None
     if options.autocorrelation != "none":
         rho = _free_variable(
@@ -404,9 +438,9 @@ def _normal_marginal(design, options, priors, theta, sigma_obs, tau_run, portabl
             scales,
         )
     if portable:
-        sums = _run_sums_graph(design, options, theta, rho)
+        sums = _run_sums_graph(design, options, theta, rho, kappa_run)
     else:
-        sums = _run_sums_kernel(design, options, theta, rho)
+        sums = _run_sums_kernel(design, options, theta, rho, kappa_run)
     counts = design.run_counts.astype(float)
     if options.config_effects:
         sigma_config = pm.HalfNormal("sigma_config", sigma=priors["sigma_config"]["sigma"])
@@ -424,7 +458,7 @@ def _normal_marginal(design, options, priors, theta, sigma_obs, tau_run, portabl
     pm.Potential("run_marginal_loglik", loglik.sum())
 
 
-def _run_sums_kernel(design, options, theta, rho):
+def _run_sums_kernel(design, options, theta, rho, kappa_run=None):
     """The four run sums from the compiled kernel (:mod:`bayescale.models.run_sums`)."""
     autocorrelated = rho is not None
     expo = (
@@ -434,17 +468,19 @@ def _run_sums_kernel(design, options, theta, rho):
     )
     starts = np.r_[0, np.cumsum(design.run_counts)].astype(np.int64)
     c, b, beta = run_curve_terms(theta, design)
+    if kappa_run is None:
+        kappa_run = pt.zeros(len(design.runs))
     sums, _ = ResidualRunSums(autocorrelated)(
-        c, b, beta, pt.reshape(rho if autocorrelated else pt.constant(0.5), (1,)),
-        design.log_loss, design.obs_log_d, *exponent_table(expo), starts,
+        c, b, beta, kappa_run, pt.reshape(rho if autocorrelated else pt.constant(0.5), (1,)),
+        design.log_loss, design.obs_log_d, design.obs_anneal, *exponent_table(expo), starts,
     )
     return sums[:, 0], sums[:, 1], sums[:, 2], sums[:, 3]
 
 
-def _run_sums_graph(design, options, theta, rho):
+def _run_sums_graph(design, options, theta, rho, kappa_run=None):
     """The same sums as plain PyTensor ops (any backend, e.g. JAX for numpyro)."""
     n_runs = len(design.runs)
-    resid = design.log_loss - log_mean_curve(theta, design)
+    resid = design.log_loss - log_mean_curve(theta, design, kappa_run=kappa_run)
     phi = None
     if rho is not None:
         phi = ar_phi(rho, design.obs_gap, design.obs_prev, options.autocorrelation, math=pt)

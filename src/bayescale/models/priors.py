@@ -57,6 +57,13 @@ DEFAULT_PRIORS: dict[str, dict[str, float]] = {
     "nu": {"alpha": 2.0, "beta": 0.1},
     # LKJ concentration for correlated family effects
     "lkj_eta": {"eta": 2.0},
+    # schedule-aware law (runs with a learning-rate schedule): log of the population scale of
+    # the excess log-loss while the LR has not annealed, per unit of lagged LR fraction
+    # (Normal; median 0.05, i.e. a few per cent of the loss between peak and annealed LR, a
+    # factor e either way at one sd)
+    "kappa": {"mu": float(np.log(0.05)), "sigma": 1.0},
+    # spread of log kappa across families (Gamma(2) with this mean)
+    "kappa_sd": {"sigma": 0.5},
 }
 
 

@@ -49,7 +49,12 @@ from bayescale.models.likelihood import (
 )
 from bayescale.models.options import ModelOptions
 from bayescale.models.priors import THETA_NAMES, theta_prior_arrays
-from bayescale.models.start import initial_point
+from bayescale.models.start import (
+    family_schedule_least_squares,
+    initial_point,
+    kappa_start,
+    without_schedule_excess,
+)
 
 #: Finite-difference step in local coordinates.
 _STEP = 1e-4
@@ -216,6 +221,12 @@ def sampling_coordinates(
         Pass ``local_affine`` and ``scales`` to ``build_model`` and ``start``/``jitter`` to
         the sampler.
     """
+    schedule_point: dict[str, np.ndarray] = {}
+    if design.has_schedule:
+        # coordinates for the Chinchilla part given the starting kappa; kappa stays free
+        log_kappa = family_schedule_least_squares(design, priors)
+        schedule_point = kappa_start(log_kappa, priors)
+        design = without_schedule_excess(design, np.exp(log_kappa))
     point = initial_point(design, priors, options)
     scales = scalar_scales(design, point)
     plain = dict(point)  # before the scaled variables become their z coordinates
@@ -225,6 +236,7 @@ def sampling_coordinates(
         scales.pop("mu_theta", None)
     for name in scales:
         point[f"{name}_z"] = np.zeros_like(np.asarray(point.pop(name), dtype=float))
+    point.update(schedule_point)
     if "theta_local" not in point:
         return SamplingCoordinates(point, None, scales)
     local = np.asarray(point["theta_local"], dtype=float)

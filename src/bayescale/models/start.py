@@ -7,6 +7,7 @@ unconstrained space is far too large for effects on a 0.01 scale.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 from scipy.optimize import least_squares
@@ -52,6 +53,64 @@ def family_least_squares(
     # A component the data do not inform lands exactly on the prior mean, where its gradient is
     # exactly 0; nutpie's gradient-based mass-matrix initialisation rejects such a start.
     return out + 0.01 * sd0
+
+
+def family_schedule_least_squares(
+    design: Design, priors: Mapping[str, Mapping[str, float]]
+) -> np.ndarray:
+    """Penalised least-squares ``log kappa`` per family for the schedule-aware law.
+
+    Fits ``theta`` and ``log kappa`` jointly per family, as :func:`family_least_squares` does
+    ``theta`` (prior penalties keep a family without a schedule at the prior mean). Returns
+    ``log kappa`` (family,).
+    """
+    mu0, sd0, _, _ = theta_prior_arrays(priors)
+    k_mu, k_sd = priors["kappa"]["mu"], priors["kappa"]["sigma"]
+    out = np.empty(len(design.families))
+    obs_family = design.obs_family
+    for f in range(len(design.families)):
+        mask = obs_family == f
+        log_n = design.run_log_n[design.obs_run[mask]]
+        log_d, s, y = design.obs_log_d[mask], design.obs_anneal[mask], design.log_loss[mask]
+        start = np.r_[mu0, k_mu]
+        start[0] = min(np.log(np.exp(y).min() * 0.8), mu0[0])
+
+        def resid(x, log_n=log_n, log_d=log_d, s=s, y=y):
+            pred = reference_log_loss(x[None, :5], log_n, log_d)[0] + np.exp(x[5]) * s
+            return np.r_[(y - pred) / _NOISE_GUESS, (x[:5] - mu0) / sd0, (x[5] - k_mu) / k_sd]
+
+        out[f] = least_squares(resid, start, method="trf", x_scale=1.0, max_nfev=2000).x[5]
+    return out
+
+
+def without_schedule_excess(design: Design, kappa: np.ndarray) -> Design:
+    """``design`` with ``kappa_f s`` taken off the observed log-loss and no schedule covariate.
+
+    Start values and sampling coordinates are computed for the Chinchilla part given the
+    starting ``kappa``; the model itself keeps ``kappa`` free.
+    """
+    excess = np.asarray(kappa)[design.obs_family] * design.obs_anneal
+    return replace(
+        design,
+        log_loss=design.log_loss - excess,
+        obs_anneal=np.zeros_like(design.obs_anneal),
+        obs_scheduled=np.zeros_like(design.obs_scheduled),
+    )
+
+
+def kappa_start(
+    log_kappa: np.ndarray, priors: Mapping[str, Mapping[str, float]]
+) -> dict[str, np.ndarray]:
+    """Start values of the schedule variables from per-family ``log kappa`` estimates."""
+    if log_kappa.size == 1:
+        return {"log_kappa_pop": np.asarray(float(log_kappa[0]))}
+    sd = float(np.clip(np.std(log_kappa), 0.2, 1.0) * priors["kappa_sd"]["sigma"] / 0.5)
+    centre = float(np.mean(log_kappa))
+    return {
+        "log_kappa_pop": np.asarray(centre),
+        "kappa_sd": np.asarray(sd),
+        "kappa_z": np.clip((log_kappa - centre) / sd, -3.0, 3.0),
+    }
 
 
 def initial_point(
