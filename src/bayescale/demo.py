@@ -39,6 +39,7 @@ import pandas as pd
 import bayescale
 from bayescale.compare import Comparison, compare
 from bayescale.data.prepare import final_fraction
+from bayescale.data.schedule import SCHEDULE_COLUMNS as _SCHEDULE_SPEC
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -55,6 +56,8 @@ HITCHHIKER_FAMILIES = (
 )
 #: Routing families kept (default top-1 routing, routing frequency 0.5).
 ROUTING_EXPERTS = (8, 64, 512)
+#: Columns the schedule-aware law reads (the schedule, its length, the steps' size, the LR).
+SCHEDULE_COLUMNS = (*_SCHEDULE_SPEC, "run_tokens", "batch_size", "lr")
 ROUTERS = ("s-base", "hash", "rl-r")
 #: The comparison target of the routing demo: the largest size, at the end of training.
 ROUTING_PARAMS = 1.3e9
@@ -154,7 +157,8 @@ def language_data(
         is_max = (runs["params"] == largest).to_numpy()
         frames_held.append(runs.loc[is_max])
         frames_train.append(_select_checkpoints(runs.loc[~is_max], checkpoints, per_run))
-    common = ["family", "run", "params", "tokens", "loss", "seed", "config", "arch", "source"]
+    common = ["family", "run", "params", "tokens", "loss", "seed", "config", "arch", "source",
+              *SCHEDULE_COLUMNS]
     train = pd.concat([f[[c for c in common if c in f.columns]] for f in frames_train])
     held = pd.concat([f[[c for c in common if c in f.columns]] for f in frames_held])
     return train.reset_index(drop=True), held.reset_index(drop=True)
@@ -167,8 +171,9 @@ def routing_data(checkpoints: Checkpoints = "curves", per_run: int | None = None
     keep = ["dense"] + [f"{r}-e{e}" for r in ROUTERS for e in ROUTING_EXPERTS]
     dm = dm[dm["family"].isin(keep)]
     sub = _select_checkpoints(dm, checkpoints, per_run)
-    cols = ["family", "run", "params", "tokens", "loss", "seed", "config", "arch", "num_experts"]
-    return sub[cols].reset_index(drop=True)
+    cols = ["family", "run", "params", "tokens", "loss", "seed", "config", "arch", "num_experts",
+            *SCHEDULE_COLUMNS]
+    return sub[[c for c in cols if c in sub.columns]].reset_index(drop=True)
 
 
 def held_out_targets(held: pd.DataFrame) -> pd.DataFrame:
@@ -229,11 +234,16 @@ def run_demo(
     def fit_quietly(runs: pd.DataFrame, name: str, **kw) -> bayescale.ScalingLawFit:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", bayescale.SamplingWarning)
+            warnings.simplefilter("always", bayescale.ScheduleWarning)
             result = bayescale.fit(runs, **{**sampler_kw, **kw})
         for w in caught:
             if issubclass(w.category, bayescale.SamplingWarning):
                 sampling_notes.append(f"{name} fit: {w.message}")
                 echo(f"           warning: {w.message}")
+            elif issubclass(w.category, bayescale.ScheduleWarning):
+                # reported in the report's caveats: which runs are fitted from their end only
+                sampling_notes.append(f"{name} fit: {w.message}")
+                echo(f"           note: {w.message}")
             else:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         return result

@@ -32,6 +32,7 @@ from bayescale.inference import (
     warn_on_problems,
 )
 from bayescale.intervals import DEFAULT_LEVELS, broadcast_points, prediction_dataset
+from bayescale.laws.schedule import point_schedule
 from bayescale.models.design import Design, build_design
 from bayescale.models.hierarchical import (
     LAW_PARAMS,
@@ -45,7 +46,6 @@ from bayescale.models.likelihood import (
     run_effect_conditional,
     run_marginal_loglik,
 )
-from bayescale.laws.schedule import point_schedule
 from bayescale.models.options import ModelOptions
 from bayescale.models.priors import resolve_priors
 from bayescale.models.scaling import sampling_coordinates
@@ -333,9 +333,10 @@ class ScalingLawFit(FitBase[Design]):
     _LAW_PARAMS = LAW_PARAMS
     _CHECKED_VARS = (
         "mu_theta", "tau_theta", "theta", "sigma_seed", "sigma_obs", "sigma_config",
-        "ar_rho", "nu", "seed_size_slope", "tau_arch", "theta_arch",
+        "ar_rho", "nu", "seed_size_slope", "tau_arch", "theta_arch", "log_kappa_pop",
+        "kappa_sd", "kappa",
     )
-    _SUMMARY_OPTIONAL = ("sigma_config", "seed_size_slope", "ar_rho", "nu")
+    _SUMMARY_OPTIONAL = ("kappa", "sigma_config", "seed_size_slope", "ar_rho", "nu")
 
     # ----------------------------------------------------------------- construction
     @classmethod
