@@ -8,9 +8,15 @@ Usage (from the repository root)::
 Reads the raw folders ``olmo-ladder``, ``colpret-hitchhiker``, ``deepmind-routing`` and
 ``modded-nanogpt-replicates`` (see each folder's ``SOURCE.md``), writes one gzip CSV per
 dataset (``<out>/<name>.csv.gz``) and prints the summary tables and conversion counts that
-``data/README.md`` quotes. Pure pandas/numpy, no network. The output is byte-identical on
-every rerun: rows are sorted by (family, run, tokens), floats are written with ``%.10g``,
-params/tokens are integers, and gzip is written with ``mtime=0`` and no file name.
+``data/README.md`` quotes. Pure pandas/numpy plus bayescale's own schedule reconstruction
+(:mod:`bayescale.data.schedule`), no network. The output is byte-identical on every rerun:
+rows are sorted by (family, run, tokens), floats are written with ``%.10g``, params/tokens
+(and the other token counts) are integers, and gzip is written with ``mtime=0`` and no file
+name.
+
+Where a raw file logs the learning rate, the script checks that the schedule written into the
+schedule columns reproduces it (``RunSchedule.lr_fraction(tokens) * peak``), prints the
+largest relative error per dataset and fails above :data:`LR_TOLERANCE`.
 """
 
 from __future__ import annotations
@@ -26,7 +32,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+try:
+    from bayescale.data.schedule import RunSchedule, run_schedule
+    from bayescale.data.validate import validate
+except ImportError:  # run from a checkout without installing the package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    from bayescale.data.schedule import RunSchedule, run_schedule
+    from bayescale.data.validate import validate
+
 FLOAT_FORMAT = "%.10g"
+#: Largest relative error allowed between a reconstructed and a logged learning rate.
+LR_TOLERANCE = 1e-3
 
 REQUIRED = ["family", "run", "params", "tokens", "loss"]
 OPTIONAL = [
@@ -38,10 +54,21 @@ OPTIONAL = [
     "run_tokens",
     "dataset",
     "lr_schedule",
+    "schedule",
+    "warmup_tokens",
+    "final_lr_fraction",
+    "schedule_tokens",
+    "decay_tokens",
+    "lr",
     "source",
 ]
 #: Columns written as (nullable) integers.
-INT_COLUMNS = ["params", "tokens", "step", "batch_size", "run_tokens"]
+INT_COLUMNS = [
+    "params", "tokens", "step", "batch_size", "run_tokens", "warmup_tokens", "schedule_tokens",
+    "decay_tokens",
+]  # fmt: skip
+#: Per-run schedule columns (``lr`` is per checkpoint).
+SCHEDULE_COLUMNS = ["schedule", "warmup_tokens", "final_lr_fraction", "schedule_tokens"]
 
 Notes = list[str]
 
@@ -58,7 +85,7 @@ def finalize(df: pd.DataFrame, name: str) -> pd.DataFrame:
     df = df.copy()
     for col in ("params", "tokens"):
         df[col] = _round_int(df[col])
-    for col in ("step", "batch_size", "run_tokens"):
+    for col in INT_COLUMNS[2:]:
         if col in df.columns:
             vals = pd.to_numeric(df[col], errors="raise").astype("float64")
             out = pd.array(np.where(vals.isna(), 0, np.rint(vals)).astype("int64"), dtype="Int64")
@@ -92,7 +119,69 @@ def finalize(df: pd.DataFrame, name: str) -> pd.DataFrame:
         problems.append("tokens not strictly increasing within a run")
     if problems:
         raise SystemExit(f"[{name}] tidy-table check failed: {'; '.join(problems)}")
+    try:  # also every rule of the package's validator (schedule columns included)
+        validate(df)
+    except ValueError as err:
+        raise SystemExit(f"[{name}] validation failed: {err}") from err
     return df
+
+
+def set_schedule(
+    df: pd.DataFrame,
+    mask: pd.Series | np.ndarray,
+    shape: str,
+    warmup_tokens: float | pd.Series,
+    final_lr_fraction: float,
+    schedule_tokens: float | pd.Series,
+    text: str,
+) -> None:
+    """Write one schedule (and its ``lr_schedule`` text) into the rows selected by ``mask``."""
+    mask = np.asarray(mask, dtype=bool)
+    for col, value in zip(
+        [*SCHEDULE_COLUMNS, "lr_schedule"],
+        [shape, warmup_tokens, final_lr_fraction, schedule_tokens, text],
+        strict=True,
+    ):
+        if col not in df.columns:
+            df[col] = pd.Series(
+                np.nan,
+                index=df.index,
+                dtype=object if col in ("schedule", "lr_schedule") else "float64",
+            )
+        df.loc[mask, col] = value.loc[mask] if isinstance(value, pd.Series) else value
+
+
+def lr_errors(
+    df: pd.DataFrame, peak: pd.Series | float, schedule: RunSchedule | None = None
+) -> dict[str, float]:
+    """Largest ``|RunSchedule.lr_fraction(tokens) * peak / lr - 1|`` of every run with an ``lr``.
+
+    The schedule is each run's own columns (:func:`bayescale.data.schedule.run_schedule`)
+    unless ``schedule`` is given; ``peak`` is one value or a per-row column.
+    """
+    peaks = peak if isinstance(peak, pd.Series) else pd.Series(peak, index=df.index)
+    errors = {}
+    for run, rows in df[df["lr"].notna()].groupby("run", sort=True):
+        sched = schedule or run_schedule(rows.iloc[0].to_dict())
+        tokens = rows["tokens"].to_numpy(dtype="float64")
+        rebuilt = sched.lr_fraction(tokens) * peaks.loc[rows.index].to_numpy(dtype="float64")
+        errors[str(run)] = float(np.max(np.abs(rebuilt / rows["lr"].to_numpy(dtype="float64") - 1)))
+    return errors
+
+
+def check_lr(label: str, errors: dict[str, float], notes: Notes) -> float:
+    """Note the worst reconstruction error of ``errors`` and fail above :data:`LR_TOLERANCE`."""
+    worst = max(errors, key=errors.__getitem__)
+    notes.append(
+        f"{label}: reconstructed LR vs logged LR on {len(errors)} runs: max relative error "
+        f"{errors[worst]:.2e} ({worst})"
+    )
+    if errors[worst] > LR_TOLERANCE:
+        raise SystemExit(
+            f"{label}: the schedule columns do not reproduce the logged LR of run {worst!r} "
+            f"(relative error {errors[worst]:.3g} > {LR_TOLERANCE:g})"
+        )
+    return errors[worst]
 
 
 def write_csv_gz(df: pd.DataFrame, path: Path) -> None:
@@ -152,6 +241,25 @@ OLMO_LADDER_BATCH = {  # SOURCE.md, checked against the files below
 }
 OLMO_LADDER_MULTIPLES = {"0.5": 0.5, "1": 1.0, "2": 2.0, "5": 5.0, "10": 10.0}
 C4_COL = "eval/c4_en-validation/CrossEntropyLoss"
+OLMO_LADDER_LR_COL = "optim/learning_rate_group0"  # absent from the seed-variant files
+OLMO_LADDER_FLOOR = 0.1  # ladder.py: alpha_f = 0.1
+
+
+def olmo_ladder_peak_lr(n: float) -> float:
+    """Peak LR of the ladder (allenai/OLMo-ladder ``src/ladder/ladder.py``): ÷4 at length 4096."""
+    return 0.0047 * (n / 108_000_000) ** (-1 / 3) / 4
+
+
+def olmo_ladder_schedule_steps(n: int, k: float, batch: int) -> tuple[int, int]:
+    """``(warm-up steps, last step of the cosine)`` of one ladder run.
+
+    ladder.py sets ``t_warmup = round(N / tokens_per_step)`` and ``max_duration`` = the run's
+    tokens; the scheduler counts whole optimizer steps, so the cosine reaches its floor at
+    ``ceil(run_tokens / tokens_per_step)``. That is what the logged LR shows (exactly): ending
+    at ``run_tokens`` instead would be off by up to 4e-4 in relative LR.
+    """
+    run_tokens = round(k * 20 * n)
+    return round(n / batch), -(-run_tokens // batch)
 
 
 def build_olmo_ladder(raw: Path) -> tuple[pd.DataFrame, Notes]:
@@ -196,6 +304,7 @@ def build_olmo_ladder(raw: Path) -> tuple[pd.DataFrame, Notes]:
     frames = []
     n_missing = 0
     n_tt_checked = 0
+    n_no_lr = 0
     for path, size, mult, run, seed in specs:
         raw_df = pd.read_csv(path)
         batch = raw_df["batch_size_in_tokens"].unique()
@@ -212,6 +321,15 @@ def build_olmo_ladder(raw: Path) -> tuple[pd.DataFrame, Notes]:
         n_missing += int(missing.sum())
         n = OLMO_LADDER_PARAMS[size]
         k = OLMO_LADDER_MULTIPLES[mult]
+        peak = raw_df["learning_rate_peak"].unique()
+        if len(peak) != 1 or not math.isclose(peak[0], olmo_ladder_peak_lr(n), rel_tol=1e-9):
+            raise SystemExit(f"{path}: learning_rate_peak {peak} != the ladder's formula")
+        if OLMO_LADDER_LR_COL in raw_df.columns:
+            lr = raw_df.loc[~missing, OLMO_LADDER_LR_COL].to_numpy(dtype="float64")
+        else:
+            lr = np.full(int((~missing).sum()), np.nan)
+            n_no_lr += 1
+        warmup_steps, end_step = olmo_ladder_schedule_steps(n, k, int(batch[0]))
         frames.append(
             pd.DataFrame(
                 {
@@ -227,9 +345,20 @@ def build_olmo_ladder(raw: Path) -> tuple[pd.DataFrame, Notes]:
                     "batch_size": int(batch[0]),
                     "run_tokens": k * 20 * n,
                     "dataset": "c4_en-validation CrossEntropyLoss",
+                    "lr_schedule": (
+                        "cosine (OLMo-ladder ladder.py): linear warm-up from 0 over "
+                        "round(N / batch_size) steps, then to 10% of the peak at "
+                        "ceil(run_tokens / batch_size) steps; floor after"
+                    ),
+                    "schedule": "cosine",
+                    "warmup_tokens": warmup_steps * int(batch[0]),
+                    "final_lr_fraction": OLMO_LADDER_FLOOR,
+                    "schedule_tokens": end_step * int(batch[0]),
+                    "lr": lr,
                     "source": "bhagia2024ladder",
                     "size": size,
                     "chinchilla_multiple": k,
+                    "lr_peak": peak[0],
                 }
             )
         )
@@ -237,6 +366,25 @@ def build_olmo_ladder(raw: Path) -> tuple[pd.DataFrame, Notes]:
     notes.append(f"{len(specs)} run files read; rows with missing c4_en loss dropped: {n_missing}")
     notes.append(
         f"tokens = _step x batch_size_in_tokens matched throughput/total_tokens on {n_tt_checked} rows"
+    )
+    notes.append(
+        f"lr = {OLMO_LADDER_LR_COL} ({len(specs) - n_no_lr} files; {n_no_lr} seed-variant files "
+        "do not log it); lr_peak = learning_rate_peak, equal to 0.0047 (N/1.08e8)^(-1/3) / 4"
+    )
+    check_lr("olmo-ladder", lr_errors(df, df["lr_peak"]), notes)
+    # what the documented end (schedule_tokens = run_tokens) would give instead
+    at_run_tokens = lr_errors(df.assign(schedule_tokens=np.nan), df["lr_peak"])
+    notes.append(
+        "  with schedule_tokens = run_tokens instead: max relative error "
+        f"{max(at_run_tokens.values()):.2e}; with peak = the largest logged LR: "
+        f"{max(lr_errors(df, df.groupby('run')['lr'].transform('max')).values()):.2e}"
+    )
+    per_run = df.groupby("run").agg(
+        step=("step", "max"), batch=("batch_size", "first"), end=("schedule_tokens", "first")
+    )
+    past = sorted(set(per_run["step"] - per_run["end"] // per_run["batch"]))
+    notes.append(
+        f"last checkpoint of every run: {past} step(s) after its cosine ends (at the floor)"
     )
     return df, notes
 
@@ -278,6 +426,23 @@ OLMO_V1_PARAMS = {
 # OLMo-1B "step20000-tokens84B" and OLMo-7B-Twin-2T "step20000-tokens84B" -> 2048 x 2048;
 # OLMo-7B "step556000-tokens2460B" / "step452000-tokens2000B" -> 2160 x 2048.
 OLMO_V1_BATCH = {"OLMo-1B": 2048 * 2048, "OLMo-7B": 2160 * 2048, "OLMo-7B-Twin-2T": 2048 * 2048}
+# allenai/OLMo configs/official: OLMo-1B.yaml cosine_with_warmup, t_warmup 2000, alpha_f 0.1,
+# max_duration 739,328 steps; OLMo-7B.yaml linear_with_warmup, t_warmup 5000, alpha_f 0.1,
+# max_duration 2e12 tokens (whole steps: ceil(2e12 / batch)), after which the LR stays at the
+# floor (the final anneal to 0 comes after step 556,000, the last checkpoint here). No config
+# of the LUMI twin is published, so OLMo-7B-Twin-2T gets no schedule.
+OLMO_V1_SCHEDULE = {
+    "OLMo-1B": (
+        "cosine", 2000, 739_328,
+        "cosine to 10% at step 739,328 after 2000 warm-up steps (OLMo configs/official/"
+        "OLMo-1B.yaml)",
+    ),
+    "OLMo-7B": (
+        "linear", 5000, -(-2_000_000_000_000 // OLMO_V1_BATCH["OLMo-7B"]),
+        "linear to 10% at 2T tokens after 5000 warm-up steps, then 10% (OLMo configs/official/"
+        "OLMo-7B.yaml; OLMo-7B model card)",
+    ),
+}  # fmt: skip
 OLMO_V1_LOSS_COL = {
     "OLMo-1B": ("v3-small-c4_en-validation/CrossEntropyLoss", False),
     "OLMo-7B": ("c4_en-validation/CrossEntropyLoss", False),
@@ -337,8 +502,18 @@ def _hh_gpt3(root: Path, notes: Notes) -> pd.DataFrame:
     out["dataset"] = "GPT-3 validation loss (digitized figure)"
     out["source"] = "brown2020gpt3"
     out["config"] = out["run"]
+    # Brown et al. 2020, App. B: cosine to 10% over 260B tokens (then 10% to 300B), linear
+    # warm-up over 375M tokens, all sizes; in tokens, so the batch-size ramp does not matter.
+    set_schedule(
+        out, np.ones(len(out)), "cosine", 375e6, 0.1, 260e9,
+        "cosine to 10% over 260B tokens after a 375M-token linear warm-up, then 10% to 300B "
+        "(Brown et al. 2020, App. B)",
+    )  # fmt: skip
     notes.append(f"gpt3: {n_train_only} train-loss-only rows skipped (val_loss empty)")
     return out
+
+
+OPT_MANUAL_LR_RUN = "opt-175b"
 
 
 def _hh_opt(root: Path, notes: Notes) -> pd.DataFrame:
@@ -379,14 +554,41 @@ def _hh_opt(root: Path, notes: Notes) -> pd.DataFrame:
         }
     )
     out["config"] = out["run"]
+    # Zhang et al. 2022 (OPT), Sec. 2.2: linear warm-up over 375M tokens for the smaller
+    # models, then linear decay to 10% over 300B tokens. OPT-175B (2000-step warm-up) had its
+    # LR lowered by hand at restarts (Sec. 2.5), so its schedule is not the planned one.
+    set_schedule(
+        out, out["run"] != OPT_MANUAL_LR_RUN, "linear", 375e6, 0.1, 300e9,
+        "linear to 10% over 300B tokens after a 375M-token linear warm-up (Zhang et al. 2022)",
+    )  # fmt: skip
+    out.loc[out["run"] == OPT_MANUAL_LR_RUN, "lr_schedule"] = (
+        "planned: linear to 10% over 300B tokens after 2000 warm-up steps; LR lowered by hand "
+        "mid-run (Zhang et al. 2022, Sec. 2.5): not reconstructable"
+    )
     notes.append(f"opt: {len(o)} rows; loss = ln(ppl); tokens = 10**num_token (= steps x batch)")
     return out
 
 
+T5_LR_COL = "learning_rate/current"  # `learning_rate` is the mean over the logging window
+T5_WARMUP_STEPS = 10_000
+T5_GIN = (
+    "create_learning_rate_scheduler.base_learning_rate = 1.0",
+    "create_learning_rate_scheduler.factors = 'constant * rsqrt_decay'",
+    f"create_learning_rate_scheduler.warmup_steps = {T5_WARMUP_STEPS}",
+)
+
+
 def _hh_t5_pile(root: Path, notes: Notes) -> pd.DataFrame:
     t = pd.read_csv(
-        root / "aggregated_eval" / "t5_pile.csv", usecols=["model_name", "steps", "val_perplexity"]
+        root / "aggregated_eval" / "t5_pile.csv",
+        usecols=["model_name", "steps", "val_perplexity", T5_LR_COL, "config"],
     )
+    # The gin configs in the file fix the schedule: base 1.0, 'constant * rsqrt_decay',
+    # warmup_steps 10000, i.e. LR = 1 / sqrt(max(step, 10000)) (constant, not ramped, first).
+    configs = t["config"].dropna().astype(str)
+    for key in T5_GIN:
+        if not configs.str.contains(key, regex=False).all():
+            raise SystemExit(f"t5-pile: a gin config lacks {key!r}")
     n0 = int((t["steps"] == 0).sum())
     n_na = int(t["val_perplexity"].isna().sum())
     t = t[(t["steps"] > 0) & t["val_perplexity"].notna()]
@@ -409,10 +611,27 @@ def _hh_t5_pile(root: Path, notes: Notes) -> pd.DataFrame:
             "step": t["steps"],
             "batch_size": 1e6,
             "dataset": "UNKNOWN SCALE: Pile-T5 val_perplexity column as used by ColPret (1.03-1.84), not nats",
+            "lr_schedule": (
+                "t5x 'constant * rsqrt_decay', warmup_steps 10000: LR = 1/sqrt(max(step, 10000)) "
+                "(gin config in t5_pile.csv); logged in lr"
+            ),
+            "lr": t[T5_LR_COL],
             "source": "sutawika2024pilet5",
         }
     )
     out["config"] = out["run"]
+    # The held-constant first 10k steps are no `inverse_sqrt` warm-up ramp, so the schedule
+    # columns stay empty and the logged LR is the schedule. Check it against the gin formula:
+    # every checkpoint is past step 10000, where the two coincide.
+    rsqrt = RunSchedule("inverse_sqrt", T5_WARMUP_STEPS * 1e6, 0.0, float(out["tokens"].max()))
+    check_lr("t5-pile", lr_errors(out, 1 / math.sqrt(T5_WARMUP_STEPS), rsqrt), notes)
+    # the residual is a one-step lag: the value logged at step s is the LR of step s - 1
+    lagged = 1 / np.sqrt(np.maximum(out["step"].to_numpy(dtype="float64") - 1, T5_WARMUP_STEPS))
+    notes.append(
+        "  t5-pile: lr = learning_rate/current equals 1/sqrt(max(step - 1, 10000)) to "
+        f"{np.max(np.abs(out['lr'].to_numpy() / lagged - 1)):.1e} (float32): the LR of the step "
+        "before each checkpoint"
+    )
     notes.append(
         f"t5-pile: dropped {n0} step-0 rows and {n_na} rows without val_perplexity; "
         f"{n_back} rows out of step order (re-sorted); tokens = steps x 1e6 (ColPret convention)"
@@ -481,6 +700,11 @@ def _hh_olmo(root: Path, notes: Notes) -> pd.DataFrame:
     out["family"] = "olmo"
     out["arch"] = "dec"
     out["source"] = "groeneveld2024olmo"
+    for name, (shape, warmup_steps, end_steps, text) in OLMO_V1_SCHEDULE.items():
+        batch = OLMO_V1_BATCH[name]
+        set_schedule(
+            out, out["run"] == name, shape, warmup_steps * batch, 0.1, end_steps * batch, text
+        )
     return out
 
 
@@ -523,6 +747,14 @@ def _hh_chinchilla(root: Path, notes: Notes) -> pd.DataFrame:
         }
     )
     out["config"] = out["run"]
+    # Hoffmann et al. 2022, Sec. 3.2 and App. B: a 10x cosine decay whose length matches the
+    # run's tokens, so each final point sits at the end of its own schedule. The warm-up of
+    # these runs is not stated: 0 is written (it does not change the LR at the final point).
+    set_schedule(
+        out, np.ones(len(out)), "cosine", 0.0, 0.1, np.rint(out["tokens"]),
+        "cosine decaying 10x over the run's own tokens (Hoffmann et al. 2022, Sec. 3.2, "
+        "App. B); warm-up not stated (0 written)",
+    )  # fmt: skip
     notes.append(f"chinchilla-isoflop: {len(c)} final-only points, each its own run; D = FLOP/(6N)")
     return out
 
@@ -826,6 +1058,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n## {name}  ->  {path} ({path.stat().st_size:,} bytes)")
         for line in notes:
             print(f"- {line}")
+        if "lr" not in df.columns or df["lr"].isna().all():
+            print("- no logged LR in the raw files: no schedule reconstruction to check")
         if name in ("hitchhiker", "nanogpt-replicates"):
             fam = summarize(df, by="family")
             if name == "nanogpt-replicates":
