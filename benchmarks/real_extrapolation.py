@@ -101,7 +101,7 @@ def selection_robustness(args: argparse.Namespace) -> pd.DataFrame:
     for name, (sub, kw) in selections.items():
         if args.thin:
             sub = bayescale.thin_log_spaced(sub, args.thin)
-        fit, seconds = _fit(sub, args, fit_from=None, **kw)
+        fit, seconds = _fit(sub, args, **kw)
         n, d = np.array(FAR_TARGETS).T
         pred = fit.predict(n, d, family="olmo-ladder")
         band = pred["observed"].sel(level=0.9)

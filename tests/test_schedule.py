@@ -99,14 +99,14 @@ def test_predict_at_the_end_of_a_run_equals_the_plain_law():
     np.testing.assert_allclose(end["median"].values, plain["median"].values, rtol=1e-9)
     mid = fit.predict(2e9, 1e10, family="fam0", schedule=spec)
     plain_mid = fit.predict(2e9, 1e10, family="fam0")
-    # mid-run: the law with D_eff and kappa's excess, computed by hand from posterior medians
-    theta = np.median(fit.posterior_draws("theta")[:, 0, :], axis=0)
-    kappa = float(np.median(fit.posterior_draws("kappa")[:, 0]))
+    # mid-run: the law with D_eff and kappa's excess, computed by hand for every draw
+    theta = fit.posterior_draws("theta")[:, 0, :]
+    kappa = fit.posterior_draws("kappa")[:, 0]
     d_eff, excess = point_schedule(np.array([2e9]), np.array([1e10]), spec)
     by_hand = np.exp(chinchilla_log_loss_ref(
-        np.log(2e9 / fit.n0), np.log(d_eff / fit.d0), theta[0], theta[1], np.exp(theta[2]),
-        theta[3], np.exp(theta[4])) + kappa * excess)
-    assert mid["median"].values[0] == pytest.approx(float(by_hand[0]), rel=5e-3)
+        np.log(2e9 / fit.n0), np.log(d_eff[0] / fit.d0), theta[:, 0], theta[:, 1],
+        np.exp(theta[:, 2]), theta[:, 3], np.exp(theta[:, 4])) + kappa * excess[0])
+    assert mid["median"].values[0] == pytest.approx(float(np.median(by_hand)), rel=1e-9)
     assert mid["median"].values[0] != pytest.approx(plain_mid["median"].values[0], rel=1e-4)
 
 

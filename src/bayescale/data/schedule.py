@@ -161,11 +161,18 @@ def run_schedule(row: Mapping[str, object]) -> RunSchedule:
     decay = row.get("decay_tokens")
     return RunSchedule(
         shape=str(row["schedule"]),
-        warmup_tokens=float(row.get("warmup_tokens") or 0.0),
+        warmup_tokens=_float_or(row.get("warmup_tokens"), 0.0),
         final_fraction=float(row["final_lr_fraction"]),
         schedule_tokens=float(end),  # type: ignore[arg-type]
-        decay_tokens=0.0 if decay is None or pd.isna(decay) else float(decay),  # type: ignore[arg-type]
+        decay_tokens=_float_or(decay, 0.0),
     )
+
+
+def _float_or(value: object, default: float) -> float:
+    """``value`` as a float, or ``default`` when it is missing (None or NaN)."""
+    if value is None or pd.isna(value):  # type: ignore[call-overload]
+        return default
+    return float(value)  # type: ignore[arg-type]
 
 
 def default_lag_tokens(batch_size: float | None, schedule_end: float) -> float:
