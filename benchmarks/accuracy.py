@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 import bayescale
+from bayescale.data.schedule import SCHEDULE_COLUMNS
 from bayescale.evaluate import (
     METHODS,
     are_grid_models_fraction,
@@ -76,8 +77,10 @@ def bundled_families() -> pd.DataFrame:
     frames.append(("deepmind-routing", dm.loc[base & ~variant]))
     out = []
     for name, runs in frames:
+        # the schedule columns let bayescale fit (and predict) mid-run checkpoints
+        extra = ["arch", *SCHEDULE_COLUMNS, "run_tokens", "batch_size", "lr"]
         keep = ["family", "run", "params", "tokens", "loss"]
-        runs = runs[keep + (["arch"] if "arch" in runs.columns else [])].copy()
+        runs = runs[keep + [c for c in extra if c in runs.columns]].copy()
         if name == "olmo-ladder":
             runs["family"] = "olmo-ladder"
         else:

@@ -51,6 +51,7 @@ from bayescale.data.prepare import (
     protocol_split,
     thin_log_spaced,
 )
+from bayescale.data.schedule import has_schedule
 
 __all__ = [
     "FINDINGS",
@@ -327,7 +328,9 @@ def fit_and_predict(
     -------
     (xarray.Dataset, numpy.ndarray or None)
         The prediction dataset at the target rows and, for ``"bayescale"``, draws of the
-        ``observed`` band, shape ``(n_samples, n_points)`` (for the CRPS).
+        ``observed`` band, shape ``(n_samples, n_points)`` (for the CRPS). A schedule-aware
+        Bayesian fit predicts each target row under its run's learning-rate schedule (the
+        target's schedule columns); the point baselines predict ``L(N, D)``.
     """
     from bayescale import baselines
 
@@ -345,8 +348,10 @@ def fit_and_predict(
         if family is None and "family" in train.columns:
             family = str(train["family"].iloc[0])
         fit = bayescale.fit(train, **kwargs)
-        draws = fit.predictive_draws(n, d, family=family)
-        pred = fit.predict(n, d, family=family)
+        # mid-run targets are predicted under their runs' own schedules when both sides have one
+        schedule = target if fit.schedule_aware and has_schedule(target) else None
+        draws = fit.predictive_draws(n, d, family=family, schedule=schedule)
+        pred = fit.predict(n, d, family=family, schedule=schedule)
         return pred, draws["observed"].values
     if method == "curve_fit":
         return baselines.fit_least_squares(train).predict(n, d), None

@@ -123,8 +123,9 @@ config_effects
     unscheduled_from
         The same for runs without a learning-rate schedule (no ``schedule`` and no ``lr``
         column value): their mid-run checkpoints are not final losses, so only their late
-        part is fitted, with a :class:`bayescale.ScheduleWarning`. ``None`` fits them as
-        though their LR were constant.
+        part is fitted, with a :class:`bayescale.ScheduleWarning`. A family whose runs all end
+        at one length keeps them whole (nothing else says how loss falls with D), also with a
+        warning. ``None`` fits every such run whole, as though its LR were constant, silently.
 
     Returns
     -------
@@ -277,20 +278,35 @@ def prepare_model(
 
 
 def _warn_if_unscheduled(window: FitWindow, unscheduled_from: float | None) -> None:
-    """Say once that runs without a schedule are fitted from their late checkpoints only."""
-    if not window.unscheduled or unscheduled_from is None:
-        return
-    shown = ", ".join(repr(r) for r in window.unscheduled[:3])
-    more = f" and {len(window.unscheduled) - 3} more" if len(window.unscheduled) > 3 else ""
-    warnings.warn(
-        f"{len(window.unscheduled)} runs have no learning-rate schedule ({shown}{more}): "
-        f"fitting only their checkpoints from {unscheduled_from:.0%} of each run on, because a "
-        "mid-run checkpoint of a decaying schedule is not the final loss of a run that long. "
+    """Say once how runs without a learning-rate schedule are fitted, and how to do better."""
+    advice = (
         "Give the schedule (columns schedule, warmup_tokens, final_lr_fraction, run_tokens, or "
-        "an lr column; schedule='constant' for a constant LR) to fit every checkpoint",
-        ScheduleWarning,
-        stacklevel=4,  # the caller of fit (fit -> prepare_model -> here)
+        "an lr column; schedule='constant' for a constant LR) to fit every checkpoint"
     )
+
+    def listing(runs: list[str]) -> str:
+        shown = ", ".join(repr(r) for r in runs[:3])
+        return shown + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
+
+    if window.unscheduled:
+        warnings.warn(
+            f"{len(window.unscheduled)} runs have no learning-rate schedule "
+            f"({listing(window.unscheduled)}): fitting only their checkpoints from "
+            f"{unscheduled_from:.0%} of each run on, because a mid-run checkpoint of a decaying "
+            f"schedule is not the final loss of a run that long. {advice}",
+            ScheduleWarning,
+            stacklevel=4,  # the caller of fit (fit -> prepare_model -> here)
+        )
+    if window.unscheduled_whole and unscheduled_from is not None:
+        warnings.warn(
+            f"{len(window.unscheduled_whole)} runs have no learning-rate schedule and their "
+            f"family's runs all end at one length ({listing(window.unscheduled_whole)}): only "
+            "their mid-run checkpoints say how the loss falls with D, so they are fitted whole, "
+            "as though the LR were constant; with a decaying LR this biases the D-exponent. "
+            f"{advice}",
+            ScheduleWarning,
+            stacklevel=4,
+        )
 
 
 def _warn_if_one_size(design: Design) -> None:
@@ -451,6 +467,13 @@ class ScalingLawFit(FitBase[Design]):
                 self._store_draws("config_effect", "config", design.configs, config_effects)
         unit = "config" if nested else "run"
         self._store_log_likelihood(loglik, unit, design.configs if nested else design.runs)
+
+    @property
+    def schedule_aware(self) -> bool:
+        """Whether the fit has the learning-rate schedule's ``kappa`` (its training runs had
+        checkpoints before their LR annealed), so that it predicts checkpoints *during* a
+        scheduled run (``predict(..., schedule=...)``)."""
+        return "kappa" in self.idata.posterior
 
     def _kappa_draws(self) -> np.ndarray | None:
         """Draws of each family's schedule scale ``kappa`` (sample, family), or ``None``."""

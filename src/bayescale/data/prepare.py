@@ -72,6 +72,10 @@ DEFAULT_FIT_FROM = 0.2
 DEFAULT_UNSCHEDULED_FROM = 0.9
 
 
+#: Run lengths within this factor of each other count as one length (see :func:`fit_window`).
+_SAME_LENGTH = 1.5
+
+
 @dataclass(frozen=True)
 class FitWindow:
     """Which checkpoints a fit uses.
@@ -81,13 +85,18 @@ class FitWindow:
     runs
         The selected rows (every run keeps at least its last checkpoint).
     unscheduled
-        Runs without a learning-rate schedule.
+        Runs without a learning-rate schedule fitted from ``unscheduled_from`` on.
+    unscheduled_whole
+        Runs without a schedule fitted whole (from ``fit_from``), as though their LR were
+        constant: their family's runs all end at one length, so only their mid-run
+        checkpoints say how the loss falls with D.
     dropped
         Rows left out.
     """
 
     runs: pd.DataFrame
     unscheduled: list[str]
+    unscheduled_whole: list[str]
     dropped: int
 
 
@@ -107,8 +116,10 @@ def fit_window(
     unscheduled_from
         For runs without a learning-rate schedule (no ``schedule`` and no ``lr``), keep only
         checkpoints from this fraction of the run on: a mid-run checkpoint of a decaying
-        schedule is not the final loss of a run of that length (``None``: keep them all, as
-        though the LR were constant).
+        schedule is not the final loss of a run of that length. Families whose unscheduled
+        runs all end at one length (within a factor 1.5) keep them whole instead: without
+        their mid-run checkpoints nothing would say how the loss falls with D. ``None``: keep
+        every unscheduled run whole, as though the LR were constant.
 
     Returns
     -------
@@ -117,19 +128,28 @@ def fit_window(
     from bayescale.data.validate import runs_without_schedule
 
     unscheduled = runs_without_schedule(runs)
-    frac = np.zeros(len(runs))
-    if fit_from is not None:
-        frac[:] = float(fit_from)
-    if unscheduled_from is not None and unscheduled:
-        mask = runs["run"].astype(str).isin(unscheduled).to_numpy()
-        frac[mask] = np.maximum(frac[mask], float(unscheduled_from))
+    length = _run_length(runs).to_numpy()
+    frac = np.full(len(runs), 0.0 if fit_from is None else float(fit_from))
+    late: list[str] = []
+    whole: list[str] = []
+    if unscheduled:
+        names = runs["run"].astype(str).to_numpy()
+        is_unscheduled = np.isin(names, unscheduled)
+        lengths = pd.DataFrame({"family": runs["family"].to_numpy(), "run": names,
+                                "length": length})[is_unscheduled].groupby("run").first()
+        spread = lengths.groupby("family")["length"].transform(lambda x: x.max() / x.min())
+        one_length = set(lengths.index[(spread < _SAME_LENGTH).to_numpy()])
+        for run in unscheduled:
+            (whole if unscheduled_from is None or run in one_length else late).append(run)
+        if late:
+            mask = np.isin(names, late)
+            frac[mask] = np.maximum(frac[mask], float(unscheduled_from))  # type: ignore[arg-type]
     if np.any((frac < 0) | (frac >= 1)):
         raise ValueError("fit_from and unscheduled_from must be in [0, 1)")
     tokens = runs["tokens"].to_numpy(dtype=float)
-    keep = tokens >= frac * _run_length(runs).to_numpy() * (1 - _CUT_RTOL)
-    last = (runs.groupby("run")["tokens"].transform("max").to_numpy() == tokens)
-    keep |= last
-    return FitWindow(runs.loc[keep].reset_index(drop=True), unscheduled, int((~keep).sum()))
+    keep = tokens >= frac * length * (1 - _CUT_RTOL)
+    keep |= runs.groupby("run")["tokens"].transform("max").to_numpy() == tokens
+    return FitWindow(runs.loc[keep].reset_index(drop=True), late, whole, int((~keep).sum()))
 
 
 def thin_log_spaced(runs: pd.DataFrame, max_points: int = 40) -> pd.DataFrame:
