@@ -17,6 +17,7 @@ Usage: ``python benchmarks/real_extrapolation.py [--draws 1000] [--chains 4] [--
 from __future__ import annotations
 
 import argparse
+import json
 import time
 import warnings
 
@@ -65,7 +66,10 @@ def olmo_heldout(args: argparse.Namespace) -> pd.DataFrame:
     test = runs[runs["params"] > 3e9].sort_values(["run", "tokens"])
     finals = test.groupby("run").tail(1)
     curves = test[test["tokens"] >= 0.3 * test["run_tokens"]]
-    fit, seconds = _fit(train, args)
+    kw = {"config_effects": True} if args.config_effects else {}
+    if args.priors:
+        kw["priors"] = json.loads(args.priors)
+    fit, seconds = _fit(train, args, **kw)
     huber = fit_huber(runs[runs["params"] < 3e9].sort_values(["run", "tokens"])
                       .groupby("run").tail(1))
     rows = []
@@ -79,9 +83,13 @@ def olmo_heldout(args: argparse.Namespace) -> pd.DataFrame:
     print(f"bayescale fit: {seconds:.0f} s in all ({fit.meta['sampling_seconds']:.1f} s sampling), "
           f"{diag.divergences} divergences, max R-hat {diag.max_rhat:.4f}, "
           f"{len(fit.data)} checkpoints of {fit.data['run'].nunique()} runs")
+    if args.config_effects:
+        sc = fit.posterior_draws("sigma_config")
+        print(f"sigma_config {np.median(sc):.5f} [{np.quantile(sc, 0.05):.5f}, "
+              f"{np.quantile(sc, 0.95):.5f}]")
     sigma = fit.posterior_draws("sigma_seed")
     rep = bayescale.seed_variability(runs, random_seed=args.seed).summary()
-    rep_sd = float(rep.filter(like="sigma_seed_pop", axis=0)["mean"].iloc[0])
+    rep_sd = float(rep.loc["sigma_seed[olmo-ladder]", "mean"])
     print(f"sigma_seed {np.median(sigma):.5f} [{np.quantile(sigma, 0.05):.5f}, "
           f"{np.quantile(sigma, 0.95):.5f}]; replicates (seed_variability) {rep_sd:.5f}: "
           f"ratio {np.median(sigma) / rep_sd:.1f}")
@@ -132,6 +140,9 @@ def main() -> None:
     parser.add_argument("--thin", type=int, default=40, help="checkpoints per run (0: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-selection", action="store_true")
+    parser.add_argument("--priors", default="", help="prior overrides as JSON")
+    parser.add_argument("--config-effects", action="store_true",
+                        help="the main fit splits run offsets into config and seed offsets")
     args = parser.parse_args()
     pd.set_option("display.width", 160)
     print("== OLMo ladder: fit 190M-1B (every checkpoint past warm-up), predict 3B ==")

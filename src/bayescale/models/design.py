@@ -11,6 +11,11 @@ from bayescale.errors import DataError
 from bayescale.laws.schedule import schedule_covariates
 
 
+#: Smallest schedule covariate that puts ``kappa`` in the model: a final checkpoint taken a few
+#: steps after the decay ended has a covariate of order 1e-5, which says nothing about kappa.
+_MIN_ANNEAL = 1e-3
+
+
 @dataclass(frozen=True)
 class Design:
     """Arrays describing runs, families and checkpoints of a run table.
@@ -83,7 +88,7 @@ class Design:
         """Whether any checkpoint is taken before its run's LR has annealed, so that the
         schedule's excess ``kappa s`` enters the model (constant schedules and final losses
         need no ``kappa``)."""
-        return bool(np.any(self.obs_anneal != 0))
+        return bool(np.any(np.abs(self.obs_anneal) > _MIN_ANNEAL))
 
     @property
     def obs_family(self) -> np.ndarray:
