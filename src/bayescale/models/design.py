@@ -10,7 +10,6 @@ import pandas as pd
 from bayescale.errors import DataError
 from bayescale.laws.schedule import schedule_covariates
 
-
 #: Smallest schedule covariate that puts ``kappa`` in the model: a final checkpoint taken a few
 #: steps after the decay ended has a covariate of order 1e-5, which says nothing about kappa.
 _MIN_ANNEAL = 1e-3
