@@ -170,8 +170,10 @@ def simulate(
                 early = np.geomspace(first_fraction**2 * d_final, first_fraction * d_final,
                                      warmup_checkpoints + 1)[:-1]
                 tokens = np.r_[early, tokens]
+            # a constant LR without warm-up: every checkpoint follows L(N, D) exactly
+            warmup = 0.0 if schedule == "constant" else warmup_fraction * d_final
             sched_cols = {
-                "schedule": schedule, "warmup_tokens": warmup_fraction * d_final,
+                "schedule": schedule, "warmup_tokens": warmup,
                 "final_lr_fraction": final_lr_fraction, "schedule_tokens": d_final,
                 "decay_tokens": decay_fraction * d_final if schedule == "wsd" else np.nan,
             }

@@ -35,8 +35,8 @@ within-run correction that vanishes at the end of every run's schedule:
 At the end of a run's schedule (``t = T``) both corrections vanish, :math:`D_\mathrm{eff} = T`
 and the law *is* ``E + A/N^alpha + B/T^beta``: fits of final losses and of whole curves share
 their parameters, and a prediction for "a run trained to ``D`` with the training runs' kind of
-schedule" is the Chinchilla form at ``D``. A constant schedule gives :math:`D_\mathrm{eff} = t`
-and a zero excess, i.e. the plain law at every checkpoint.
+schedule" is the Chinchilla form at ``D``. A constant schedule without warm-up gives
+:math:`D_\mathrm{eff} = t` and a zero excess, i.e. the plain law at every checkpoint.
 
 The approximation: runs with different schedule *shapes* that end at the same ``T`` are given
 the same final loss (Hägele et al. 2024 find a constant LR with a cooldown matches cosine).
@@ -112,17 +112,11 @@ def schedule_covariates(
     tokens = runs["tokens"].to_numpy(dtype=float)
     d_eff, excess = tokens.copy(), np.zeros(len(runs))
     scheduled = np.zeros(len(runs), dtype=bool)
-    for col in ("lr", "schedule"):
-        if col in runs.columns:
-            scheduled |= pd.notna(runs[col]).to_numpy()
+    if "schedule" in runs.columns:
+        scheduled |= pd.notna(runs["schedule"]).to_numpy()
     if "lr" in runs.columns:
-        # an lr column helps only where every checkpoint of the run has one
-        has_lr = pd.notna(runs["lr"]).groupby(runs["run"]).transform("all").to_numpy()
-        has_sched = (
-            pd.notna(runs["schedule"]).to_numpy()
-            if "schedule" in runs.columns else np.zeros(len(runs), dtype=bool)
-        )
-        scheduled = has_sched | has_lr
+        # a logged LR describes a run only where every one of its checkpoints has one
+        scheduled |= pd.notna(runs["lr"]).groupby(runs["run"]).transform("all").to_numpy()
     if not scheduled.any():
         return d_eff, excess, scheduled
     rows = runs.loc[scheduled]

@@ -48,8 +48,6 @@ class Design:
     obs_anneal
         The schedule covariate ``s = g(t) - g(T)`` per observation (0 at the end of a run's
         schedule and for runs without a schedule).
-    obs_scheduled
-        Whether each observation's run has a learning-rate schedule.
     configs
         Configuration labels (the ``config`` column; a run without one is its own config).
         A label used in two families is prefixed ``family/``.
@@ -74,13 +72,10 @@ class Design:
     configs: np.ndarray = field(default_factory=lambda: np.array([], dtype=str))
     run_config: np.ndarray = field(default_factory=lambda: np.array([], dtype=int))
     obs_anneal: np.ndarray | None = field(default=None, repr=False)
-    obs_scheduled: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.obs_anneal is None:
             object.__setattr__(self, "obs_anneal", np.zeros(self.log_loss.size))
-        if self.obs_scheduled is None:
-            object.__setattr__(self, "obs_scheduled", np.zeros(self.log_loss.size, dtype=bool))
 
     @property
     def has_schedule(self) -> bool:
@@ -197,7 +192,7 @@ def build_design(
     tokens = runs["tokens"].to_numpy(dtype=float)
     n0 = float(np.exp(np.mean(np.log(run_params)))) if n0 is None else float(n0)
     d0 = float(np.exp(np.mean(np.log(tokens)))) if d0 is None else float(d0)
-    d_eff, anneal, scheduled = schedule_covariates(runs, lag_steps)
+    d_eff, anneal, _ = schedule_covariates(runs, lag_steps)
     obs_log_d = np.log(d_eff / d0)
 
     obs_prev = np.arange(len(runs)) - 1
@@ -225,7 +220,6 @@ def build_design(
         configs=configs,
         run_config=run_config,
         obs_anneal=anneal,
-        obs_scheduled=scheduled,
     )
 
 

@@ -94,7 +94,6 @@ def without_schedule_excess(design: Design, kappa: np.ndarray) -> Design:
         design,
         log_loss=design.log_loss - excess,
         obs_anneal=np.zeros_like(design.obs_anneal),
-        obs_scheduled=np.zeros_like(design.obs_scheduled),
     )
 
 

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from bayescale.data.schedule import SCHEDULE_COLUMNS
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -62,6 +64,26 @@ def _fmt_size(n: float) -> str:
     return f"{n:.3g}"
 
 
+def _curves(
+    fit: ScalingLawFit, pts: pd.DataFrame, n_tokens: int
+) -> list[tuple[np.ndarray, dict | None]]:
+    """The curves drawn for one model size: ``(tokens, schedule)`` pairs.
+
+    A schedule-aware fit draws every distinct schedule among the size's runs along its own
+    tokens (mid-run checkpoints follow their run's schedule); otherwise one curve of final
+    losses ``L(N, D)`` over the size's token range.
+    """
+    if fit.schedule_aware and "schedule" in pts.columns and pts["schedule"].notna().any():
+        out = []
+        specs = [c for c in (*SCHEDULE_COLUMNS, "run_tokens", "batch_size") if c in pts.columns]
+        scheduled = pts[pts["schedule"].notna()]
+        for _, rows in scheduled.groupby(specs, sort=False, dropna=False):
+            spec = {k: v for k, v in rows.iloc[0][specs].items() if pd.notna(v)}
+            out.append((np.geomspace(rows["tokens"].min(), rows["tokens"].max(), n_tokens), spec))
+        return out
+    return [(np.geomspace(pts["tokens"].min(), pts["tokens"].max(), n_tokens), None)]
+
+
 def _pick(values: np.ndarray, k: int) -> np.ndarray:
     values = np.unique(values)
     if values.size <= k:
@@ -85,7 +107,9 @@ def plot_loss_curves(
 
     For each model size of a family (at most ``max_sizes``) the median curve along tokens is
     drawn with three nested ``level`` bands: the mean curve (parameter uncertainty), + seed
-    variability (a new run) and + checkpoint noise (a new observation).
+    variability (a new run) and + checkpoint noise (a new observation). A schedule-aware fit
+    draws one curve per learning-rate schedule among the size's runs, each under its schedule
+    (a run's checkpoints before its LR annealed lie above the final losses of shorter runs).
 
     Parameters
     ----------
@@ -141,20 +165,21 @@ def plot_loss_curves(
             pts = pd.concat([sub[sub["params"] == n], held[held["params"] == n]]) if (
                 held is not None
             ) else sub[sub["params"] == n]
-            tok = np.geomspace(pts["tokens"].min(), pts["tokens"].max(), n_tokens)
-            pred = fit.predict(n, tok, family=fam, levels=(level,))
             c = color(n)
-            for band, _, alpha in _BANDS:
-                if band in pred:
-                    ax.fill_between(
-                        tok,
-                        pred[band].sel(level=level, bound="lower").values,
-                        pred[band].sel(level=level, bound="upper").values,
-                        color=c,
-                        alpha=alpha,
-                        lw=0,
-                    )
-            ax.plot(tok, pred["median"].values, color=c, lw=1.2, label=_fmt_size(n))
+            for i, (tok, schedule) in enumerate(_curves(fit, pts, n_tokens)):
+                pred = fit.predict(n, tok, family=fam, levels=(level,), schedule=schedule)
+                for band, _, alpha in _BANDS:
+                    if band in pred:
+                        ax.fill_between(
+                            tok,
+                            pred[band].sel(level=level, bound="lower").values,
+                            pred[band].sel(level=level, bound="upper").values,
+                            color=c,
+                            alpha=alpha,
+                            lw=0,
+                        )
+                ax.plot(tok, pred["median"].values, color=c, lw=1.2,
+                        label=_fmt_size(n) if i == 0 else None)
         if len(sub) > max_points:
             sub = sub.iloc[np.linspace(0, len(sub) - 1, max_points).astype(int)]
         ax.scatter(
