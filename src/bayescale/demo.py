@@ -299,7 +299,8 @@ def run_demo(
     # every family is at the same point of the same schedule.
     routing = fit_quietly(
         routing_runs, "routing", hierarchy=("arch", "family"), tune=tune + 300,
-        unscheduled_from=None, fit_from=None,
+        unscheduled_from=None, fit_from=None, family_parameterization="noncentered",
+        target_accept=0.95,
     )
     d = routing.diagnostics
     clock.done(f"divergences {d.divergences}, max R-hat {d.max_rhat:.3f}, "

@@ -26,11 +26,7 @@ OPTIONAL_COLUMNS: tuple[str, ...] = (
     "run_tokens",
     "dataset",
     "lr_schedule",
-    "schedule",
-    "warmup_tokens",
-    "final_lr_fraction",
-    "schedule_tokens",
-    "decay_tokens",
+    *SCHEDULE_COLUMNS,
     "lr",
     "source",
 )
