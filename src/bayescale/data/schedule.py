@@ -175,11 +175,11 @@ def _float_or(value: object, default: float) -> float:
     return float(value)  # type: ignore[arg-type]
 
 
-def default_lag_tokens(batch_size: float | None, schedule_end: float) -> float:
-    """The loss's memory for the LR in tokens: 1,000 steps, or 2 % of the schedule without a
-    batch size."""
+def lag_tokens(batch_size: float | None, schedule_end: float, lag_steps: float) -> float:
+    """The loss's memory for the LR in tokens: ``lag_steps`` optimizer steps, or
+    :data:`DEFAULT_LAG_FRACTION` of the schedule when the tokens per step are unknown."""
     if batch_size is not None and np.isfinite(batch_size) and batch_size > 0:
-        return DEFAULT_LAG_STEPS * float(batch_size)
+        return lag_steps * float(batch_size)
     return DEFAULT_LAG_FRACTION * float(schedule_end)
 
 
@@ -277,13 +277,12 @@ def schedule_features(
         use_lr = "lr" in rows and rows["lr"].notna().all()
         if use_lr and not ("schedule" in rows and pd.notna(first.get("schedule"))):
             end = float(tokens[-1])
-            lag = (lag_steps * batch) if batch else DEFAULT_LAG_FRACTION * end
+            lag = lag_tokens(batch, end, lag_steps)
             values = features_from_lr(tokens, rows["lr"].to_numpy(dtype=float), lag)
         else:
             sched = run_schedule(first.to_dict())
             end = sched.schedule_tokens
-            lag = (lag_steps * batch) if batch else DEFAULT_LAG_FRACTION * end
-            values = features_from_schedule(sched, tokens, lag)
+            values = features_from_schedule(sched, tokens, lag_tokens(batch, end, lag_steps))
         h, area, anneal, area_end, anneal_end = values
         out["h"][pos], out["area"][pos], out["anneal"][pos] = h, area, anneal
         out["area_end"][pos], out["anneal_end"][pos], out["end"][pos] = area_end, anneal_end, end
