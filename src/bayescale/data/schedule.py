@@ -132,20 +132,6 @@ class ScheduleFeatures:
     anneal_end: np.ndarray
     schedule_end: np.ndarray
 
-    def to_frame(self, index: pd.Index | None = None) -> pd.DataFrame:
-        """The features as columns ``lr_fraction, lr_area, lr_anneal, lr_area_end, ...``."""
-        return pd.DataFrame(
-            {
-                "lr_fraction": self.lr_fraction,
-                "lr_area": self.area,
-                "lr_anneal": self.anneal,
-                "lr_area_end": self.area_end,
-                "lr_anneal_end": self.anneal_end,
-                "schedule_end": self.schedule_end,
-            },
-            index=index,
-        )
-
 
 def has_schedule(runs: pd.DataFrame) -> bool:
     """Whether a run table carries schedule information (an ``lr`` or ``schedule`` column

@@ -77,13 +77,6 @@ def anneal_excess(anneal: Any, anneal_end: Any) -> Any:
     return np.asarray(anneal, dtype=float) - np.asarray(anneal_end, dtype=float)
 
 
-def schedule_log_loss(
-    log_chinchilla: Any, kappa: Any, excess: Any
-) -> Any:
-    """``log L = log L_chinchilla(N, D_eff) + kappa s`` (numpy or PyTensor, broadcasting)."""
-    return log_chinchilla + kappa * excess
-
-
 def schedule_covariates(
     runs: Any, lag_steps: float | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

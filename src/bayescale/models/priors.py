@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from bayescale.laws.chinchilla import PUBLISHED_FITS
+from bayescale.laws.schedule import DEFAULT_KAPPA
 
 THETA_NAMES: tuple[str, ...] = ("log_E", "a", "log_alpha", "b", "log_beta")
 
@@ -66,7 +67,7 @@ DEFAULT_PRIORS: dict[str, dict[str, float]] = {
     # the excess log-loss while the LR has not annealed, per unit of lagged LR fraction
     # (Normal; median 0.05, i.e. a few per cent of the loss between peak and annealed LR, a
     # factor e either way at one sd)
-    "kappa": {"mu": float(np.log(0.05)), "sigma": 1.0},
+    "kappa": {"mu": float(np.log(DEFAULT_KAPPA)), "sigma": 1.0},
     # spread of log kappa across families (Gamma(2) with this mean)
     "kappa_sd": {"sigma": 0.5},
 }
