@@ -171,10 +171,25 @@ def fitted(tmp_path_factory, tiny_runs) -> Path:
     sampler = "--draws 100 --tune 200 --chains 2".split()
     proc = run_cli("fit", str(table), "--out", str(out), *sampler, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    (tmp / "fit.stderr").write_text(proc.stderr)
     assert "diagnostics:" in proc.stdout
     assert f"saved fit to {out}" in proc.stdout
     assert out.exists()
     return out
+
+
+def assert_only_bayescale_lines(stderr: str) -> None:
+    """Every line on stderr is bayescale's own (``bayescale: warning: ...``)."""
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    foreign = [ln for ln in lines if not ln.startswith("bayescale: ")]
+    assert not foreign, stderr
+
+
+def test_fit_and_report_print_only_bayescale_lines(fitted: Path, tmp_path: Path):
+    assert_only_bayescale_lines((fitted.parent / "fit.stderr").read_text())
+    proc = run_cli("report", str(fitted), "--html", str(tmp_path / "index.html"))
+    assert proc.returncode == 0, proc.stderr
+    assert_only_bayescale_lines(proc.stderr)
 
 
 @pytest.mark.slow

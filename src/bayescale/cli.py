@@ -1,7 +1,8 @@
 """Command-line interface: ``bayescale <command> ...``.
 
-Errors are printed as one line (``bayescale: error: ...``) with exit status 2; ``--debug`` shows
-the traceback.
+Errors are printed as one line (``bayescale: error: ...``) with exit status 2, and bayescale's
+warnings as one line each (``bayescale: warning: ...``); other libraries' warnings are not shown.
+``--debug`` shows the traceback and every warning in Python's usual format.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from bayescale.quiet import own_warnings_only
 
 
 def _read_table(path: str) -> pd.DataFrame:
@@ -354,7 +357,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        if args.debug:
+            return int(args.func(args) or 0)
+        with own_warnings_only():
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("bayescale: interrupted", file=sys.stderr)
         return 130

@@ -394,8 +394,6 @@ def _summarize_warnings(caught: Sequence[warnings.WarningMessage]) -> str:
     for w in caught:
         if issubclass(w.category, DeprecationWarning | PendingDeprecationWarning | FutureWarning):
             continue
-        if str(w.message).startswith("PyTensor could not link to a BLAS"):
-            continue  # environment noise, not a property of the fit
         seen.setdefault(f"{w.category.__name__}: {str(w.message).splitlines()[0][:200]}", None)
     return "; ".join(seen)
 

@@ -49,6 +49,7 @@ from bayescale.models.likelihood import (
 from bayescale.models.options import ModelOptions
 from bayescale.models.priors import resolve_priors
 from bayescale.models.scaling import sampling_coordinates
+from bayescale.quiet import quiet_arviz
 
 if TYPE_CHECKING:
     import pymc as pm
@@ -731,7 +732,7 @@ def load(path: str | Path) -> ScalingLawFit | KaplanFit:
     The law stored in the file decides the class. The loaded fit predicts identically to the
     saved one.
     """
-    with _quiet_arviz():
+    with quiet_arviz():
         idata = az.from_netcdf(str(path))
     if "fit_data" not in idata.groups():
         raise ValueError(f"{path} is not a bayescale fit (no fit_data group)")
@@ -771,17 +772,3 @@ def _dataset_to_frame(ds: xr.Dataset) -> pd.DataFrame:
     for col in ("family", "run"):
         frame[col] = frame[col].astype(str)
     return frame
-
-
-class _quiet_arviz:
-    """Silence ArviZ's warning about the non-standard ``fit_data`` group."""
-
-    def __enter__(self):
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
-        warnings.filterwarnings("ignore", message=".*fit_data.*")
-        warnings.filterwarnings("ignore", message=".*is not a valid InferenceData group.*")
-        return self
-
-    def __exit__(self, *exc):
-        return self._ctx.__exit__(*exc)

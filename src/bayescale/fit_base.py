@@ -22,6 +22,7 @@ import xarray as xr
 from bayescale.inference import Diagnostics, diagnose
 from bayescale.models.design import Design
 from bayescale.models.likelihood import ar_phi, numpy_segment_sum
+from bayescale.quiet import quiet_arviz
 
 __all__ = ["FitBase"]
 
@@ -221,7 +222,7 @@ class FitBase(ABC, Generic[DesignT]):
 
     # ----------------------------------------------------------------- persistence
     def _add_data_groups(self) -> None:
-        from bayescale.fit import _FORMAT_VERSION, _frame_to_dataset, _quiet_arviz
+        from bayescale.fit import _FORMAT_VERSION, _frame_to_dataset
 
         checkpoints = self._checkpoint_design()
         obs = xr.Dataset(
@@ -235,7 +236,7 @@ class FitBase(ABC, Generic[DesignT]):
         for name in groups:
             if name in self.idata.groups():
                 delattr(self.idata, name)
-        with _quiet_arviz():
+        with quiet_arviz():
             self.idata.add_groups(groups)
 
     def save(self, path: str | Path) -> Path:

@@ -15,6 +15,7 @@ import pymc as pm
 import xarray as xr
 
 from bayescale.errors import SamplingWarning
+from bayescale.quiet import resolve_blas_flags
 
 Sampler = Literal["nutpie", "pymc", "numpyro"]
 SAMPLERS: tuple[str, ...] = ("nutpie", "pymc", "numpyro")
@@ -119,6 +120,7 @@ def sample_model(
     """
     jitter_rvs = {model[name] for name in jitter if name in model.named_vars}
     t0 = time.perf_counter()
+    resolve_blas_flags()
     if settings.sampler == "nutpie":
         import nutpie
 

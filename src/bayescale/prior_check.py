@@ -17,6 +17,7 @@ from bayescale.models.hierarchical import build_model, log_mean_curve
 from bayescale.models.likelihood import ar_phi
 from bayescale.models.options import ModelOptions
 from bayescale.models.priors import resolve_priors
+from bayescale.quiet import resolve_blas_flags
 
 
 def prior_predictive(
@@ -57,6 +58,7 @@ def prior_predictive(
     centred = ModelOptions(**{**options.to_dict(), "hierarchy": options.hierarchy,
                               "family_parameterization": "centered"})
     model = build_model(design, resolved, centred)
+    resolve_blas_flags()
     with model, warnings.catch_warnings():
         # the only Potential is the likelihood, which a prior draw must ignore
         warnings.filterwarnings("ignore", message="The effect of Potentials")

@@ -47,6 +47,7 @@ from bayescale.models.likelihood import ar_phi
 from bayescale.models.options import ModelOptions
 from bayescale.models.priors import THETA_NAMES, resolve_priors, theta_prior_arrays
 from bayescale.models.scaling import sampling_coordinates
+from bayescale.quiet import resolve_blas_flags
 from bayescale.simulate import simulate
 
 #: Population parameters and noise scales SBC must calibrate (names used in tables and plots).
@@ -303,6 +304,7 @@ class RefitModel:
         )
         self._start = {name: self._shared[f"start_{name}"] for name in coordinates.start}
         jitter = {model[n] for n in coordinates.jitter if n in model.named_vars}
+        resolve_blas_flags()
         self._compiled = nutpie.compile_pymc_model(
             model, backend="numba", initial_points=self._start, jitter_rvs=jitter
         )

@@ -1,0 +1,84 @@
+"""The one place where other libraries' warnings are handled, each for a stated reason.
+
+bayescale's own warnings (:class:`bayescale.SamplingWarning`, :class:`bayescale.ScheduleWarning`)
+are never silenced here: they carry advice about the user's fit. What is silenced is noise
+about code paths bayescale does not use, or about its own file format; and on the command
+line, whatever other libraries say (:func:`own_warnings_only`).
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TextIO
+
+__all__ = ["is_bayescale_warning", "own_warnings_only", "quiet_arviz", "resolve_blas_flags"]
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_BLAS_MESSAGE = "PyTensor could not link to a BLAS installation"
+
+
+def resolve_blas_flags() -> str:
+    """Look up PyTensor's BLAS link flags once, without its "could not link" warning.
+
+    bayescale's graphs run in numba (through nutpie), which calls numpy's own BLAS; PyTensor
+    reads ``blas__ldflags`` only while rewriting the graph. On a pip install without a system
+    BLAS the lookup warns, at length, about C code that bayescale never runs. The looked-up
+    value is cached by PyTensor, so a machine that has a BLAS still links it for the user's
+    own C-compiled graphs, and a value the user configured is left as it is.
+
+    Returns
+    -------
+    str
+        The flags PyTensor will use (empty when no BLAS was found).
+    """
+    import pytensor
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_BLAS_MESSAGE, category=UserWarning)
+        return str(pytensor.config.blas__ldflags)
+
+
+@contextmanager
+def quiet_arviz() -> Iterator[None]:
+    """Silence ArviZ's warnings about the ``fit_data`` group that bayescale adds to its files.
+
+    A saved fit keeps its run table in a non-standard InferenceData group; ArviZ warns about
+    any such group when it reads or writes the file, although it is carried along intact.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*fit_data.*")
+        warnings.filterwarnings("ignore", message=".*is not a valid InferenceData group.*")
+        yield
+
+
+def is_bayescale_warning(category: type[Warning], filename: str) -> bool:
+    """Whether a warning is bayescale's own: its class or the code that issued it."""
+    return category.__module__.startswith("bayescale") or f"{_PACKAGE_DIR}" in str(filename)
+
+
+@contextmanager
+def own_warnings_only(stream: TextIO | None = None) -> Iterator[None]:
+    """Print bayescale's warnings as one line each, and drop other libraries' warnings.
+
+    For the command line: what reaches the terminal is advice about the user's fit, not the
+    stack's deprecation notices and environment chatter, which the user cannot act on
+    (``--debug`` shows them, with the standard format).
+
+    Parameters
+    ----------
+    stream
+        Where the lines go (default ``sys.stderr`` at the time of the warning).
+    """
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if is_bayescale_warning(category, filename):
+            text = " ".join(str(message).split())
+            print(f"bayescale: warning: {text}", file=stream or sys.stderr, flush=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
