@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import html as _html
+import json
+import os
 import re
+import shutil
+import subprocess
 import warnings
+from html.parser import HTMLParser
+from pathlib import Path
 
 import matplotlib
 
@@ -14,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
+from PIL import Image
 
 import bayescale
 from bayescale import report
@@ -214,3 +223,197 @@ def test_html_several_fits_and_target_tables(fitted, targets, tmp_path):
     text = out.read_text(encoding="utf-8")
     assert "one: data" in text and "two: parameters" in text
     assert "Mean absolute relative error" in text
+
+
+# ------------------------------------------------------------------------------- first screen
+class _Outline(HTMLParser):
+    """Start tags of a page in document order, with their attributes and the open details."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None], int]] = []
+        self._details = 0
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs), self._details))
+        if tag == "details":
+            self._details += 1
+
+    def handle_endtag(self, tag):
+        if tag == "details":
+            self._details -= 1
+
+
+def _outline(text: str) -> list[tuple[str, dict[str, str | None], int]]:
+    parser = _Outline()
+    parser.feed(text)
+    return parser.tags
+
+
+def _first(tags, name: str) -> int:
+    return next(i for i, (tag, _, _) in enumerate(tags) if tag == name)
+
+
+def _converged(diagnostics, n_chains: int) -> bool:
+    """The badge's rule, restated: no divergence, R-hat <= 1.01, ESS >= 100 per chain."""
+    return (
+        diagnostics.divergences == 0
+        and diagnostics.max_rhat <= 1.01
+        and min(diagnostics.min_ess_bulk, diagnostics.min_ess_tail) >= 100 * n_chains
+    )
+
+
+def _report_with_everything(fitted, targets, split, path):
+    _, held = split
+    comparison = compare(fitted, "fam0", "fam1", params=6e8, tokens=1.2e10)
+    notes = ["first caveat", "second caveat"]
+    out = report.html(
+        fitted,
+        path,
+        comparisons={"fam0 vs fam1": comparison},
+        predictions=report.prediction_table(fitted, targets),
+        notes=notes,
+        held_out=held,
+    )
+    return out, len(notes) + len(comparison.notes)
+
+
+def test_html_leads_with_the_answer(fitted, targets, split, tmp_path):
+    out, n_notes = _report_with_everything(fitted, targets, split, tmp_path / "lead.html")
+    text = out.read_text(encoding="utf-8")
+    tags = _outline(text)
+    details = [i for i, (tag, _, _) in enumerate(tags) if tag == "details"]
+    assert len(details) == 2, "notes and diagnostics, each collapsed"
+    assert all("open" not in tags[i][1] for i in details)
+    first_img, first_table = _first(tags, "img"), _first(tags, "table")
+    assert first_img < details[0] and first_table < details[0]
+    # the first table is the prediction table, and the curves with bands lead the page
+    assert text.index("<table") > text.index('id="predictions"')
+    assert text.index('id="loss-curves"') < text.index('id="predictions"')
+    # predictions and comparisons, then the credible intervals, then the other figures
+    order = [text.index(f'id="{a}"') for a in ("comparisons", "parameters", "figures", "data")]
+    assert order == sorted(order)
+    assert text.index('id="predictions"') < order[0]
+    # caveats and diagnostics: only inside the collapsed blocks, with their counts
+    notes = [i for i, (tag, attrs, _) in enumerate(tags) if attrs.get("class") == "note"]
+    assert len(notes) == n_notes and all(tags[i][2] > 0 for i in notes)
+    assert f"<summary>Notes and caveats ({n_notes})</summary>" in text
+    n_problems = len(fitted.diagnostics.problems(2))
+    plural = "" if n_problems == 1 else "s"
+    assert f"<summary>Sampler diagnostics ({n_problems} problem{plural})</summary>" in text
+    assert text.index("divergent transitions") > text.index('<details id="diagnostics"')
+    assert "first caveat" in text and "second caveat" in text
+    # one badge, above every result, coloured by the fit's diagnostics
+    badges = [
+        (i, a) for i, (_, a, _) in enumerate(tags) if "badge" in (a.get("class") or "").split()
+    ]
+    assert len(badges) == 1
+    index, attrs = badges[0]
+    assert index < first_img
+    ok = _converged(fitted.diagnostics, int(fitted.idata.posterior.sizes["chain"]))
+    assert attrs["class"] == f"badge badge-{'ok' if ok else 'fail'}"
+    assert attrs["data-converged"] == str(ok).lower()
+
+
+@pytest.mark.parametrize(
+    ("change", "converged", "reason"),
+    [
+        ({"divergences": 0, "max_rhat": 1.004, "min_ess_bulk": 900.0, "min_ess_tail": 700.0},
+         True, "max R-hat 1.004"),
+        ({"divergences": 3}, False, "3 divergences"),
+        ({"divergences": 0, "max_rhat": 1.023}, False, "max R-hat 1.023 &gt; 1.01"),
+        ({"divergences": 0, "max_rhat": 1.0, "min_ess_bulk": 150.0}, False, "min ESS 150 &lt; 200"),
+    ],
+)
+def test_html_badge_colour_follows_the_diagnostics(
+    fitted, tmp_path, monkeypatch, change, converged, reason
+):
+    real = fitted.diagnostics
+    base = {"min_ess_bulk": 900.0, "min_ess_tail": 900.0,
+            "max_rhat": 1.0, "max_tree_depth_share": 0.0}
+    diag = dataclasses.replace(real, **{**base, **change})
+    assert _converged(diag, 2) is converged
+    monkeypatch.setattr(type(fitted), "diagnostics", property(lambda self: diag))
+    text = report.html({"one": fitted, "two": fitted}, tmp_path / "badge.html").read_text(
+        encoding="utf-8"
+    )
+    colour = "ok" if converged else "fail"
+    badges = re.findall(r'<a class="badge badge-(\w+)"[^>]*title="([^"]*)">([^<]*)</a>', text)
+    assert [(b[0], b[2].split(":")[0][2:]) for b in badges] == [(colour, "one"), (colour, "two")]
+    assert all(reason in title for _, title, _ in badges)
+    if not converged:
+        assert all(reason in label for _, _, label in badges)  # the reason is in the text too
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+_PROBE = """<script>
+window.addEventListener("load", function () {
+  function box(el) {
+    if (!el) { return null; }
+    var r = el.getBoundingClientRect();
+    return {top: r.top, height: r.height, text: el.textContent.slice(0, 200)};
+  }
+  document.title = "PROBE" + JSON.stringify({
+    width: window.innerWidth, height: window.innerHeight,
+    img: box(document.querySelector("img")), table: box(document.querySelector("table")),
+    details: box(document.querySelector("details"))
+  });
+});
+</script>"""
+
+
+def _run_chromium(binary: str, profile, *args: str) -> subprocess.CompletedProcess:
+    cmd = [
+        binary, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+        "--no-first-run", f"--user-data-dir={profile}", "--window-size=1300,900", *args,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no chromium binary (Debian: apt-get install "
+                    "chromium; .ci/run installs it)")
+def test_report_first_screen_in_chromium(fitted, targets, split, tmp_path):
+    """At 1300x900 the first screen shows a result figure and a result table.
+
+    With ``BAYESCALE_SAVE_SCREENSHOT=1`` the screenshot is also copied to
+    ``docs/images/report-first-screen.png``.
+    """
+    out, _ = _report_with_everything(fitted, targets, split, tmp_path / "report.html")
+    binary = _chromium()
+    shot = tmp_path / "first-screen.png"
+    _run_chromium(binary, tmp_path / "profile", f"--screenshot={shot}", out.as_uri())
+    assert shot.is_file()
+    with Image.open(shot) as image:
+        assert image.size == (1300, 900)
+    # the same page with a probe that writes the layout into the title
+    probe = tmp_path / "probe.html"
+    probe.write_text(
+        out.read_text(encoding="utf-8").replace("</body>", _PROBE + "</body>"), encoding="utf-8"
+    )
+    dom = _run_chromium(
+        binary, tmp_path / "profile", "--virtual-time-budget=10000", "--dump-dom",
+        probe.as_uri(),
+    ).stdout
+    found = re.search(r"<title>PROBE(.*?)</title>", dom, re.S)
+    assert found, dom[:500]
+    layout = json.loads(_html.unescape(found.group(1)))
+    # headless chromium lays out --dump-dom pages 1300 px wide but shorter than the window; the
+    # page's layout does not depend on the viewport's height, so the tops hold for the
+    # 1300x900 screenshot
+    assert layout["width"] == 1300
+    screen = 900
+    img, table = layout["img"], layout["table"]
+    assert img["height"] > 100, "the figure was not laid out"
+    # the figure's top and at least 200 px of it (or all of it), and the table's header and
+    # first rows, are on the first screen; the collapsed caveats are not
+    assert img["top"] >= 0 and img["top"] + min(img["height"], 200) <= screen
+    assert table["top"] + min(table["height"], 60) <= screen
+    assert "median" in table["text"] and "observed" in table["text"]  # the prediction table
+    assert layout["details"]["top"] > screen
+    if os.environ.get("BAYESCALE_SAVE_SCREENSHOT"):
+        target = Path(__file__).resolve().parents[1] / "docs" / "images"
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, target / "report-first-screen.png")
