@@ -5,7 +5,7 @@ from __future__ import annotations
 import arviz as az
 import numpy as np
 
-from bayescale.inference import diagnose
+from bayescale.inference import Diagnostics, diagnose
 
 COMPONENTS = ["log_E", "a", "log_alpha", "b", "log_beta"]
 
@@ -40,3 +40,16 @@ def test_worst_rhat_is_named_and_a_spread_funnel_points_to_noncentred():
     assert other.worst_rhat == "sigma_obs"
     (problem,) = [p for p in other.problems(2) if "R-hat" in p]
     assert "worst: sigma_obs" in problem and "multimodality" in problem
+
+
+def test_divergence_advice_follows_the_target_accept_used():
+    d = Diagnostics(3, 1.0, 1000.0, 1000.0, 0.0)
+
+    def advice(target_accept):
+        (problem,) = d.problems(2, target_accept)
+        return problem
+
+    assert "try target_accept=0.95" in advice(None)
+    assert "try target_accept=0.95" in advice(0.9)
+    assert "target_accept=0.95 was not enough: try 0.99" in advice(0.95)
+    assert "even target_accept=0.99" in advice(0.99) and "try target_accept" not in advice(0.99)

@@ -64,9 +64,13 @@ class SamplerSettings:
         return max(1, min(self.chains, os.cpu_count() or 1))
 
 
-def sample_compiled_nutpie(compiled: Any, settings: SamplerSettings) -> az.InferenceData:
+def sample_compiled_nutpie(
+    compiled: Any, settings: SamplerSettings, cores: int | None = None
+) -> az.InferenceData:
     """Run nutpie on a compiled model with bayescale's adaptation settings.
 
+    ``cores`` caps the threads the chains run in (default ``settings.cores``); each chain has
+    its own seeded stream, so the draws do not depend on it.
     ``sample_stats.attrs["sampling_seconds"]`` records the time it took.
     """
     import nutpie
@@ -77,7 +81,7 @@ def sample_compiled_nutpie(compiled: Any, settings: SamplerSettings) -> az.Infer
         draws=settings.draws,
         tune=settings.tune,
         chains=settings.chains,
-        cores=settings.cores,
+        cores=settings.cores if cores is None else max(1, min(int(cores), settings.chains)),
         seed=int(settings.random_seed),
         progress_bar=settings.progressbar,
         low_rank_modified_mass_matrix=True,
@@ -209,14 +213,24 @@ class Diagnostics:
     max_tree_depth_share: float
     worst_rhat: str = ""
 
-    def problems(self, n_chains: int) -> list[str]:
-        """Human-readable list of failed checks, each with what to try."""
+    def problems(self, n_chains: int, target_accept: float | None = None) -> list[str]:
+        """Human-readable list of failed checks, each with what to try.
+
+        ``target_accept`` (the one the fit used, if known) shapes the advice on divergences.
+        """
         out = []
         if self.divergences > 0:
+            if target_accept is None or target_accept < 0.95:
+                steps = "try target_accept=0.95 and more tuning"
+            elif target_accept < 0.99:
+                steps = f"target_accept={target_accept:g} was not enough: try 0.99"
+            else:
+                steps = (f"even target_accept={target_accept:g} leaves them, so the geometry "
+                         "itself is hard")
             out.append(
-                f"{self.divergences} divergent transitions: try target_accept=0.95 and more "
-                "tuning; families whose runs span few sizes or tokens leave E weakly "
-                "identified (tighter priors on log_E help); check the warm-up cut"
+                f"{self.divergences} divergent transitions: {steps}; families whose runs span "
+                "few sizes or tokens leave E weakly identified (tighter priors on log_E help); "
+                "check the warm-up cut"
             )
         if np.isfinite(self.max_rhat) and self.max_rhat > 1.01 and n_chains > 1:
             worst = f" (worst: {self.worst_rhat})" if self.worst_rhat else ""
@@ -225,8 +239,7 @@ class Diagnostics:
                     "the families' spread mixes slowly, a funnel where their data leave a "
                     "parameter to the population prior: run longer, and when most families "
                     "span one or two sizes try family_parameterization='noncentered' unless "
-                    "the fit uses it already (deepmind-routing: R-hat 1.07-1.18 -> 1.01-1.02, "
-                    "divergences 47-157 -> 0)"
+                    "the fit uses it already"
                 )
             else:
                 advice = (
@@ -291,7 +304,9 @@ def _largest(values: xr.Dataset, names: Sequence[str]) -> tuple[float, str]:
     return (best, label) if label else (float("nan"), "")
 
 
-def warn_on_problems(diagnostics: Diagnostics, n_chains: int) -> None:
+def warn_on_problems(
+    diagnostics: Diagnostics, n_chains: int, target_accept: float | None = None
+) -> None:
     """Emit one :class:`bayescale.SamplingWarning` per failed check."""
-    for problem in diagnostics.problems(n_chains):
+    for problem in diagnostics.problems(n_chains, target_accept):
         warnings.warn(problem, SamplingWarning, stacklevel=3)

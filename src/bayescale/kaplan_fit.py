@@ -135,7 +135,7 @@ def fit_kaplan(
     result._design = design
     result._add_run_effects_and_loglik()
     result._add_data_groups()
-    warn_on_problems(result.diagnostics, chains)
+    warn_on_problems(result.diagnostics, chains, target_accept)
     return result
 
 
