@@ -9,6 +9,7 @@ Typical use::
     fit.predict(params=3.2e9, tokens=6e11, family="olmo-ladder")
 """
 
+from bayescale.batch import FitTask, fit_many
 from bayescale.data.datasets import list_datasets, load_dataset
 from bayescale.data.prepare import (
     ProtocolSplit,
@@ -38,6 +39,7 @@ __all__ = [
     "DEFAULT_PRIORS",
     "KAPLAN_2020",
     "DataError",
+    "FitTask",
     "KaplanFit",
     "KaplanSimulation",
     "ModelOptions",
@@ -52,6 +54,7 @@ __all__ = [
     "final_fraction",
     "fit",
     "fit_kaplan",
+    "fit_many",
     "fit_window",
     "list_datasets",
     "load",

@@ -229,6 +229,98 @@ def _protocol_table(results: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
     return table
 
 
+def _cmd_design(args: argparse.Namespace) -> int:
+    import bayescale
+    from bayescale.planning import next_runs
+
+    if (args.target is None) == (args.params is None or args.tokens is None):
+        raise ValueError("give --params and --tokens, or --target (a table of points)")
+    fit = bayescale.load(args.fit)
+    target = (_read_table(args.target) if args.target is not None
+              else list(zip(*np.broadcast_arrays(args.params, args.tokens), strict=True)))
+    result = next_runs(
+        fit, target, _read_table(args.candidates), args.budget, family=args.family,
+        band=args.band, level=args.level, n_simulations=args.simulations,
+        n_checkpoints=args.checkpoints, random_seed=args.seed,
+    )
+    if args.plot:
+        import matplotlib.pyplot as plt
+
+        ax = result.plot()
+        ax.figure.savefig(args.plot, dpi=120, bbox_inches="tight")
+        plt.close(ax.figure)
+    if args.csv:
+        result.table.to_csv(sys.stdout, index=False)
+        return 0
+    print(f"current {args.level:.0%} {args.band} band width at the target: "
+          f"{result.current_width:.4g} ({result.n_simulations} simulations per candidate)")
+    cols = ["candidate", "kind", "cost", "expected_width", "expected_reduction", "reduction_se",
+            "reduction_per_flop", "pareto_k_max", "share_k_high", "reliable"]
+    print(result.table[cols].to_string(index=False, float_format="{:.4g}".format))
+    budget = "no budget" if args.budget is None else f"budget {args.budget:.3g}"
+    print(f"\ngreedy plan ({budget}):")
+    if len(result.plan):
+        print(result.plan.to_string(index=False, float_format="{:.4g}".format))
+    else:
+        print("(no affordable candidate is expected to narrow the band)")
+    for note in result.notes:
+        print(f"note: {note}")
+    if args.plot:
+        print(f"plot -> {args.plot}")
+    return 0
+
+
+def _cmd_grid(args: argparse.Namespace) -> int:
+    import matplotlib.pyplot as plt
+
+    import bayescale
+    from bayescale.batch import fit_many, grid_contrast, grid_summary, grid_tasks, plot_grid
+    from bayescale.evaluate import METHODS
+
+    methods = [m for item in args.methods for m in item.split(",") if m]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ValueError(f"unknown --methods {unknown}; choose from {', '.join(METHODS)}")
+    runs = bayescale.validate(_read_table(args.table))
+    tasks = grid_tasks(
+        runs,
+        methods=methods,
+        fractions=args.fractions,
+        families=args.families,
+        min_models=args.min_models,
+        max_points=args.max_points or None,
+        fit_kwargs={"draws": args.draws, "tune": args.tune, "chains": args.chains},
+        random_seed=args.seed,
+        warmup_tokens=args.warmup_tokens if args.warmup_tokens > 0 else None,
+    )
+    if not tasks:
+        raise ValueError(
+            f"no grid cell to fit: a family needs >= {args.min_models} sizes and, below its "
+            "largest, two sizes with runs past the warm-up cut (--warmup-tokens)"
+        )
+    out = Path(args.out)
+    n_fam = len({t.family for t in tasks})
+    where = args.scheduler or "a local cluster"
+    print(f"{len(tasks)} fits ({n_fam} families, methods {', '.join(methods)}) on {where}; "
+          f"results -> {out / 'results'}", flush=True)
+    results = fit_many(tasks, args.scheduler, out / "results", args.keep_posterior,
+                       n_workers=args.workers)
+    results.reset_index().to_csv(out / "grid.csv", index=False)
+    print(grid_summary(results).to_string(float_format="{:.4g}".format))
+    if {"bayescale", "curve_fit"} <= set(methods):
+        contrast = grid_contrast(results, "bayescale", "curve_fit")
+        if len(contrast):
+            print("ARE bayescale - curve_fit (mean over families, 90% bootstrap interval):")
+            print(contrast.to_string(index=False, float_format="{:.4g}".format))
+    for method in methods:
+        metrics = ["are"] + (["coverage_90", "width_90"] if method in ("bayescale",
+                                                                       "huber_bootstrap") else [])
+        for metric in metrics:
+            plt.close(plot_grid(results, metric, method, out / f"grid_{metric}_{method}.png"))
+    print(f"grid -> {out / 'grid.csv'}; heatmaps -> {out}/grid_*.png")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from bayescale.demo import run_demo
 
@@ -342,6 +434,60 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", default=None, help="write the tidy family x method results here")
     p.add_argument("--verbose", action="store_true", help="one line per family and method")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser(
+        "design", parents=[common],
+        help="which run to train next: rank candidate runs by expected band reduction per FLOP",
+    )
+    p.add_argument("fit", help="a fit saved by 'bayescale fit'")
+    p.add_argument("--candidates", required=True,
+                   help="table (CSV or Parquet): family, params, tokens [, n_seeds, cost, ...]")
+    p.add_argument("--params", type=float, nargs="+", help="target parameter count(s) N")
+    p.add_argument("--tokens", type=float, nargs="+", help="target tokens D")
+    p.add_argument("--target", default=None, help="table of target points instead")
+    p.add_argument("--family", default=None, help="the target's family")
+    p.add_argument("--budget", type=float, default=None, help="budget of the greedy plan")
+    p.add_argument("--band", default="observed", choices=["observed", "new_seed", "mean"])
+    p.add_argument("--level", type=float, default=0.9)
+    p.add_argument("--simulations", type=int, default=200)
+    p.add_argument("--checkpoints", type=int, default=8, help="simulated checkpoints per run")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--plot", default=None, help="write width against compute here (PNG)")
+    p.add_argument("--csv", action="store_true", help="print the ranked table as CSV")
+    p.set_defaults(func=_cmd_design)
+
+    p = sub.add_parser(
+        "grid",
+        parents=[common],
+        help="the Hitchhiker's grid (models x share of training x scale-up) on Dask",
+        description=(
+            "Fit every cell of the Hitchhiker's grid of every family with enough sizes "
+            "(bayescale.fit_many): the number of models, the share of each training run and "
+            "the scale-up to the largest model. Results are written as they complete to "
+            "OUT/results (rerunning resumes), the table to OUT/grid.csv and heatmaps to "
+            "OUT/grid_*.png."
+        ),
+    )
+    p.add_argument("table", help="run table (CSV or Parquet) with one or more families")
+    p.add_argument("--scheduler", default=None,
+                   help="Dask scheduler address, e.g. tcp://host:8786 (default: a local cluster)")
+    p.add_argument("--out", default="grid", help="output folder")
+    p.add_argument("--workers", type=int, default=None,
+                   help="workers of the local cluster (default: one per core)")
+    p.add_argument("--methods", nargs="+", default=["bayescale", "curve_fit"])
+    p.add_argument("--fractions", type=float, nargs="+", default=[0.2, 0.4, 0.6, 0.8, 1.0])
+    p.add_argument("--families", nargs="+", default=None, help="families (default: all)")
+    p.add_argument("--min-models", type=int, default=3, help="skip families with fewer sizes")
+    p.add_argument(
+        "--warmup-tokens", type=float, default=1e10, help="drop earlier checkpoints (0: none)"
+    )
+    p.add_argument("--max-points", type=int, default=20, help="checkpoints per run (0: all)")
+    p.add_argument("--draws", type=int, default=500)
+    p.add_argument("--tune", type=int, default=500)
+    p.add_argument("--chains", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--keep-posterior", action="store_true", help="save every posterior (NetCDF)")
+    p.set_defaults(func=_cmd_grid)
 
     p = sub.add_parser(
         "demo", parents=[common], help="fit bundled real data and write the HTML report"

@@ -339,20 +339,10 @@ def fit_and_predict(
     if method == "bayescale":
         import bayescale
 
-        kwargs = {"progressbar": False, "random_seed": random_seed, **dict(fit_kwargs or {})}
-        if "run" in train.columns and train.groupby("run").size().max() == 1:
-            # One checkpoint per run: the AR(1) checkpoint noise has nothing to correlate and is
-            # the same model as independent noise; bayescale.fit's AR(1) likelihood fails to
-            # initialize on such data (e.g. Chinchilla's IsoFLOP points, final-only fits).
-            kwargs.setdefault("autocorrelation", "none")
         if family is None and "family" in train.columns:
             family = str(train["family"].iloc[0])
-        fit = bayescale.fit(train, **kwargs)
-        # mid-run targets are predicted under their runs' own schedules when both sides have one
-        schedule = target if fit.schedule_aware and has_schedule(target) else None
-        draws = fit.predictive_draws(n, d, family=family, schedule=schedule)
-        pred = fit.predict(n, d, family=family, schedule=schedule)
-        return pred, draws["observed"].values
+        fit = bayescale.fit(train, **_bayescale_kwargs(train, fit_kwargs, random_seed))
+        return _predict_targets(fit, target, family)
     if method == "curve_fit":
         return baselines.fit_least_squares(train).predict(n, d), None
     if method == "huber":
@@ -365,6 +355,32 @@ def fit_and_predict(
     if method == "most_trained":
         return baselines.most_trained_baseline(train).predict(n, d), None
     raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+
+
+def _bayescale_kwargs(
+    train: pd.DataFrame, fit_kwargs: Mapping[str, Any] | None, random_seed: int
+) -> dict[str, Any]:
+    """The :func:`bayescale.fit` arguments :func:`fit_and_predict` fits ``train`` with."""
+    kwargs = {"progressbar": False, "random_seed": random_seed, **dict(fit_kwargs or {})}
+    if "run" in train.columns and train.groupby("run").size().max() == 1:
+        # One checkpoint per run: the AR(1) checkpoint noise has nothing to correlate and is
+        # the same model as independent noise; bayescale.fit's AR(1) likelihood fails to
+        # initialize on such data (e.g. Chinchilla's IsoFLOP points, final-only fits).
+        kwargs.setdefault("autocorrelation", "none")
+    return kwargs
+
+
+def _predict_targets(
+    fit: Any, target: pd.DataFrame, family: str | None
+) -> tuple[xr.Dataset, np.ndarray]:
+    """A Bayesian fit's prediction of the ``target`` rows and draws of its ``observed`` band."""
+    n = target["params"].to_numpy(dtype=float)
+    d = target["tokens"].to_numpy(dtype=float)
+    # mid-run targets are predicted under their runs' own schedules when both sides have one
+    schedule = target if fit.schedule_aware and has_schedule(target) else None
+    draws = fit.predictive_draws(n, d, family=family, schedule=schedule)
+    pred = fit.predict(n, d, family=family, schedule=schedule)
+    return pred, draws["observed"].values
 
 
 # --------------------------------------------------------------------------------------------
@@ -459,6 +475,7 @@ def evaluate(
     target_fraction: float = DEFAULT_TARGET_FRACTION,
     max_points: int | None = None,
     verbose: bool = True,
+    client: Any | None = None,
 ) -> pd.DataFrame:
     """Run the Hitchhiker's protocol on every family of ``runs`` for every method.
 
@@ -489,6 +506,11 @@ def evaluate(
         (:func:`bayescale.thin_log_spaced`); ``F_target`` is always scored in full.
     verbose
         Print one line per family and method, with the time taken.
+    client
+        Run the fits as one batch on Dask (:func:`bayescale.fit_many`): a
+        ``distributed.Client``, a scheduler address or ``"local"`` (a ``LocalCluster`` for
+        this call). ``None`` (default) fits one family and method after another here. The
+        results are the same either way.
 
     Returns
     -------
@@ -504,6 +526,7 @@ def evaluate(
     if unknown:
         raise ValueError(f"unknown methods {unknown}; choose from {METHODS}")
     rows: list[dict[str, Any]] = []
+    batch: list[tuple[int, Any]] = []  # (row, FitTask) run on Dask when a client is given
     for family, family_runs in runs.groupby("family", sort=True):
         split = protocol_split(
             family_runs, warmup_tokens=warmup_tokens, target_fraction=target_fraction
@@ -527,6 +550,14 @@ def evaluate(
             )
             continue
         for method in methods:
+            if client is not None:
+                from bayescale.batch import FitTask
+
+                task = FitTask(train, target, method, dict(fit_kwargs or {}), random_seed,
+                               str(family), name=f"{family}/{method}", n_boot=n_boot)
+                batch.append((len(rows), task))
+                rows.append(base | {"method": method})
+                continue
             call = partial(
                 fit_and_predict,
                 method, train, target, str(family), fit_kwargs, n_boot, random_seed,
@@ -540,6 +571,8 @@ def evaluate(
             )
             if verbose:
                 _print_attempt("evaluate", str(family), method, attempt)
+    if batch:
+        _fill_from_batch(rows, batch, client, verbose)
     first = [
         "family",
         "method",
@@ -552,6 +585,31 @@ def evaluate(
         "seconds",
     ]
     return _columns_first(pd.DataFrame(rows), first)
+
+
+def _fill_from_batch(
+    rows: list[dict[str, Any]], batch: Sequence[tuple[int, Any]], client: Any, verbose: bool
+) -> None:
+    """Run the pending fits of :func:`evaluate` with :func:`bayescale.fit_many`; fill their rows."""
+    from bayescale.batch import fit_many
+
+    table = fit_many([task for _, task in batch], None if client == "local" else client,
+                     progress=verbose)
+    score_keys = ("n_target", "n_final", "are", "signed_error", "are_final",
+                  "signed_error_final", "crps", "crps_rel")
+    for (i, task), rec in zip(batch, table.to_dict("records"), strict=True):
+        ok = rec["status"] == "ok"
+        scores = {
+            k: v for k, v in rec.items()
+            if ok and (k in score_keys or k.startswith(("coverage_", "width_")))
+        }
+        warns = rec["warnings"] if isinstance(rec["warnings"], str) else ""  # NaN if lost
+        attempt = _Attempt("ok" if ok else "failed", "" if ok else str(rec["error"]),
+                           float(rec["total_seconds"]), scores | {"warnings": warns}, None)
+        rows[i] |= {"status": attempt.status, "reason": attempt.reason,
+                    "seconds": attempt.seconds} | attempt.scores
+        if verbose:
+            _print_attempt("evaluate", rows[i]["family"], task.method, attempt)
 
 
 # --------------------------------------------------------------------------------------------
@@ -741,6 +799,8 @@ def plot_are_heatmap(
     title: str | None = None,
     vmax: float | None = 0.2,
     annotate: bool = True,
+    label: str = "ARE (%)",
+    cmap: str = "viridis_r",
 ) -> Any:
     """Heatmap of an ARE grid (in percent), as in the Hitchhiker's figures.
 
@@ -758,6 +818,9 @@ def plot_are_heatmap(
         limit); ``None`` uses the data's maximum.
     annotate
         Write the ARE in percent in every cell.
+    label, cmap
+        Colour-bar label and colour map (other fractions in percent, e.g. the 90% band's
+        coverage or width, are drawn with another label).
 
     Returns
     -------
@@ -778,13 +841,13 @@ def plot_are_heatmap(
     top = 100 * vmax if vmax is not None else np.nanmax(values) if np.isfinite(values).any() else 1
     image = ax.imshow(
         np.ma.masked_invalid(values),
-        cmap="viridis_r",
+        cmap=cmap,
         vmin=0,
         vmax=top,
         aspect="auto",
         origin="lower",
     )
-    fig.colorbar(image, ax=ax, label="ARE (%)")
+    fig.colorbar(image, ax=ax, label=label)
 
     def labels(dim: str) -> list[str]:
         vals = da[dim].values
@@ -808,7 +871,8 @@ def plot_are_heatmap(
             for j in range(values.shape[1]):
                 v = values[i, j]
                 text = "-" if not np.isfinite(v) else f"{v:.1f}"
-                colour = "white" if np.isfinite(v) and v > 0.6 * top else "black"
+                r, g, b, _ = image.cmap(image.norm(v)) if np.isfinite(v) else (1, 1, 1, 1)
+                colour = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
                 ax.text(j, i, text, ha="center", va="center", fontsize=8, color=colour)
     if title is None:
         title = f"{da.attrs.get('family', '')} ({da.attrs.get('method', '')})".strip()

@@ -183,7 +183,7 @@ config_effects
     )
     idata = sample_model(prepared.model, prepared.start, settings, jitter=prepared.jitter)
     result = prepared.to_fit(idata, settings)
-    warn_on_problems(result.diagnostics, chains)
+    warn_on_problems(result.diagnostics, chains, target_accept)
     return result
 
 
@@ -666,6 +666,42 @@ class ScalingLawFit(FitBase[Design]):
         if config not in configs:
             raise KeyError(f"unknown config {config!r}; configs in this fit: {configs[:10]}")
         return config, configs.index(config)
+
+    # ----------------------------------------------------------------- experiment design
+    def family_draws(
+        self,
+        family: str | None,
+        *,
+        arch: str | None = None,
+        random_seed: int | np.random.Generator | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Per-draw parameters of one family: ``theta`` (sample, 5) and ``kappa`` (sample,).
+
+        ``theta`` is ``(log E, a, log alpha, b, log beta)`` at the fit's reference scales
+        (:attr:`n0`, :attr:`d0`; see :func:`bayescale.models.hierarchical.reference_log_loss`).
+        For a family of the fit these are its posterior draws; for any other name (or
+        ``None``), one new family per posterior draw from the population (or ``arch``'s level),
+        as :meth:`predict` draws it. ``kappa`` is ``None`` when the fit has no learning-rate
+        schedule. ``random_seed`` (an int or a generator) seeds the new-family draws (default:
+        the fit's seed); a generator gives independent families on each call.
+        """
+        rng = (random_seed if isinstance(random_seed, np.random.Generator)
+               else self._rng(5, random_seed))
+        theta = self._theta_draws(family, arch, rng)
+        kappa = self._kappa_family_draws(family, arch, rng) if self.schedule_aware else None
+        return theta, kappa
+
+    def seed_sd(self, params: float | Sequence[float] | np.ndarray) -> np.ndarray:
+        """Draws of the seed sd on log-loss at each parameter count (sample, point)."""
+        n = np.atleast_1d(np.asarray(params, dtype=float))
+        return self._tau_run(np.log(n / self.n0)[None, :])
+
+    def next_runs(self, target: Any, candidates: pd.DataFrame, budget: float | None = None,
+                  **kwargs: Any):
+        """Which runs to train next: see :func:`bayescale.planning.next_runs`."""
+        from bayescale.planning import next_runs
+
+        return next_runs(self, target, candidates, budget, **kwargs)
 
     def compute_optimal(
         self,

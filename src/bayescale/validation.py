@@ -15,21 +15,19 @@ The pieces here are shared by ``benchmarks/sbc.py``, ``benchmarks/robustness.py`
 * :func:`thin_indices`, :func:`sbc_ranks`: ranks of the truth among evenly thinned draws;
 * :func:`rank_uniformity`: chi-square test of uniform ranks, plus tail share and mean;
 * :func:`plot_rank_histograms`: the rank histograms with the 99% band of a uniform histogram;
-* :func:`run_sbc_replication`: one full replication (picklable, for process pools);
+* :func:`run_sbc_replication`: one full replication (picklable, for Dask workers);
 * :func:`split_held_out`, :func:`predictive_coverage`, :func:`run_coverage_replication`,
   :func:`summarise_coverage`: share of held-out checkpoints inside the predictive bands;
-* :func:`run_parallel`: replications in worker processes, each seeded by its index.
+* :func:`run_parallel`: replications on Dask worker processes, each seeded by its index.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import multiprocessing as mp
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -321,8 +319,18 @@ class RefitModel:
         if not same:
             raise ValueError("runs do not have the template's families, runs and tokens")
 
-    def fit(self, runs: pd.DataFrame, random_seed: int = 0) -> Any:
+    def fit(self, runs: pd.DataFrame, random_seed: int = 0, cores: int | None = None) -> Any:
         """Fit the compiled model to ``runs`` (same layout as the template).
+
+        Parameters
+        ----------
+        runs
+            Run table with the template's families, runs and tokens.
+        random_seed
+            Sampler seed.
+        cores
+            Threads the chains run in (default: one per chain, at most the machine's cores);
+            the draws do not depend on it.
 
         Returns
         -------
@@ -343,7 +351,7 @@ class RefitModel:
                 updates[self._shared[name].name] = value
         compiled = self._compiled.with_data(**updates)
         settings = dataclasses.replace(self.settings, random_seed=int(random_seed))
-        idata = sample_compiled_nutpie(compiled, settings)
+        idata = sample_compiled_nutpie(compiled, settings, cores=cores)
         idata.sample_stats.attrs["compile_seconds"] = 0.0  # compiled once, in __init__
         meta = {
             "law": "chinchilla",
@@ -356,7 +364,68 @@ class RefitModel:
         return ScalingLawFit._from_sampling(idata, data, design, self.options, meta)
 
 
+#: Compiled models of this process by layout and settings, least recently used first.
 _REFIT_CACHE: dict[str, RefitModel] = {}
+#: Layouts kept compiled per process.
+REFIT_CACHE_SIZE = 4
+
+
+def layout_key(runs: pd.DataFrame, **kwargs: Any) -> str:
+    """Key of a validated run table's layout and the model settings a :class:`RefitModel` fixes.
+
+    Every column but ``loss`` is part of the layout (families, runs, sizes, tokens, and the
+    learning-rate schedule columns, which enter the model as constants).
+
+    Parameters
+    ----------
+    runs
+        Validated run table.
+    **kwargs
+        Arguments of :class:`RefitModel` (``progressbar`` is ignored).
+
+    Returns
+    -------
+    str
+        A hex digest.
+    """
+    import hashlib
+
+    kwargs = {k: v for k, v in kwargs.items() if k != "progressbar"}
+    cols = [c for c in runs.columns if c != "loss"]
+    digest = hashlib.sha256(json.dumps(cols).encode())
+    digest.update(pd.util.hash_pandas_object(runs[cols], index=False).to_numpy().tobytes())
+    digest.update(json.dumps(kwargs, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def cached_refit_model(runs: pd.DataFrame, **kwargs: Any) -> tuple[RefitModel, bool]:
+    """This process's :class:`RefitModel` for the layout of ``runs``, compiled on first use.
+
+    Up to :data:`REFIT_CACHE_SIZE` layouts stay compiled (least recently used dropped first),
+    so a worker that alternates between a few layouts compiles each once.
+
+    Parameters
+    ----------
+    runs
+        Validated run table (its layout; the losses do not matter).
+    **kwargs
+        Arguments of :class:`RefitModel` (``progressbar`` is ignored).
+
+    Returns
+    -------
+    (RefitModel, bool)
+        The model and whether it was compiled by this call.
+    """
+    kwargs = {k: v for k, v in kwargs.items() if k != "progressbar"}
+    key = layout_key(runs, **kwargs)
+    model = _REFIT_CACHE.pop(key, None)
+    compiled = model is None
+    if model is None:
+        while len(_REFIT_CACHE) >= REFIT_CACHE_SIZE:
+            _REFIT_CACHE.pop(next(iter(_REFIT_CACHE)))
+        model = RefitModel(runs, **kwargs)
+    _REFIT_CACHE[key] = model  # most recently used last
+    return model, compiled
 
 
 def fit_same_layout(runs: pd.DataFrame, random_seed: int = 0, **kwargs: Any) -> Any:
@@ -364,7 +433,8 @@ def fit_same_layout(runs: pd.DataFrame, random_seed: int = 0, **kwargs: Any) -> 
 
     The first call in a process compiles the model for the layout of ``runs``; later calls with
     the same families, runs, tokens and keyword arguments reuse it. The posterior is the one
-    :func:`bayescale.fit` returns with the same arguments and seed.
+    :func:`bayescale.fit` returns with the same arguments and seed on the same checkpoints
+    (:func:`bayescale.fit` leaves out each run's first ``fit_from`` share first; this does not).
 
     Parameters
     ----------
@@ -380,14 +450,9 @@ def fit_same_layout(runs: pd.DataFrame, random_seed: int = 0, **kwargs: Any) -> 
     -------
     bayescale.ScalingLawFit
     """
-    kwargs = {k: v for k, v in kwargs.items() if k != "progressbar"}
     data = validate(runs)
-    layout = pd.util.hash_pandas_object(data[["family", "run", "params", "tokens"]], index=False)
-    key = f"{int(layout.sum())}|{json.dumps(kwargs, sort_keys=True, default=str)}"
-    if key not in _REFIT_CACHE:
-        _REFIT_CACHE.clear()  # one layout at a time per process
-        _REFIT_CACHE[key] = RefitModel(data, **kwargs)
-    return _REFIT_CACHE[key].fit(data, random_seed=random_seed)
+    model, _ = cached_refit_model(data, **kwargs)
+    return model.fit(data, random_seed=random_seed)
 
 
 # --------------------------------------------------------------------------- ranks
@@ -817,12 +882,14 @@ def run_parallel(
     workers: int,
     out: str | Path | None = None,
     label: str = "",
+    client: Any | None = None,
 ) -> dict[int, dict[str, Any]]:
-    """Run ``job(index)`` for each index in spawned worker processes.
+    """Run ``job(index)`` for each index on Dask worker processes (:mod:`bayescale.batch`).
 
     Each replication seeds itself from its index, so results do not depend on ``workers`` or
     on completion order. Records are appended to ``out`` (JSON lines, with ``label``) as they
-    finish and a progress line is printed.
+    finish; Dask's progress bar shows how far the run is. A job that raises stops the run
+    (the records finished before it are in ``out``).
 
     Parameters
     ----------
@@ -831,33 +898,41 @@ def run_parallel(
     indices
         Replication numbers.
     workers
-        Worker processes (1 runs them in spawned processes too, one at a time).
+        Worker processes of the ``LocalCluster`` started for the run (one task at a time
+        each; 1 runs them in one worker process, one at a time).
     out
         JSON-lines file to append to, or ``None``.
     label
-        Stored with each record and shown in the progress lines.
+        Stored with each record.
+    client
+        A ``distributed.Client`` or scheduler address to run on instead of a new local
+        cluster (``workers`` is then ignored).
 
     Returns
     -------
     dict
         Index -> record.
     """
+    import uuid
+
+    from bayescale.batch import _client_for, run_on_dask
+
     done: dict[int, dict[str, Any]] = {}
-    t0 = time.perf_counter()
-    ctx = mp.get_context("spawn")  # numba/nutpie threads do not survive fork safely
+    run_id = uuid.uuid4().hex[:8]  # task keys unique to this call on a shared client
+    calls = {f"bayescale-{label or 'job'}-{run_id}-{i}": (i,) for i in indices}
     fh = Path(out).open("a") if out is not None else None
+
+    def on_done(key: str, rec: Any, error: BaseException | None) -> None:
+        if error is not None:
+            raise error
+        done[rec["index"]] = rec
+        if fh is not None:
+            fh.write(json.dumps({"label": label, **rec}) + "\n")
+            fh.flush()
+
     try:
-        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            futures = [pool.submit(job, i) for i in indices]
-            for k, fut in enumerate(as_completed(futures), 1):
-                rec = fut.result()
-                done[rec["index"]] = rec
-                if fh is not None:
-                    fh.write(json.dumps({"label": label, **rec}) + "\n")
-                    fh.flush()
-                print(f"  [{label} {k}/{len(indices)}] rep {rec['index']}: "
-                      f"{rec['seconds']:.0f}s, elapsed {time.perf_counter() - t0:.0f}s",
-                      flush=True)
+        with _client_for(client, workers) as dask_client:
+            run_on_dask(job, calls, on_done, dask_client, retries=0)
     finally:
         if fh is not None:
             fh.close()
