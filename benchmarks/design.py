@@ -472,6 +472,8 @@ def main() -> None:
                         help="keep refits here and reuse them ('' to keep none)")
     parser.add_argument("--plot", default="benchmarks/results/design_olmo_plan.png",
                         help="where the OLMo plan's width-against-compute plot goes ('': none)")
+    parser.add_argument("--csv", default="benchmarks/results/design",
+                        help="prefix of the CSV files of every row ('' for none)")
     parser.add_argument("--prefit", action="store_true",
                         help="only fit and keep the refits that do not depend on the method")
     parser.add_argument("--skip-olmo", action="store_true")
@@ -497,6 +499,9 @@ def main() -> None:
         return
     if not args.skip_sim:
         rows1, rows2 = simulated(args)
+        if args.csv:
+            rows1.to_csv(f"{args.csv}_expected.csv", index=False)
+            rows2.to_csv(f"{args.csv}_strategies.csv", index=False)
         print("\n## 1. Expected against realised band width (simulated ladders)\n")
         print(to_markdown(_table1(rows1), digits=3))
         print("\n## 2. The plan against habits at equal compute (simulated ladders)\n")
@@ -508,7 +513,10 @@ def main() -> None:
         print("plans chosen:", plan["plan"].value_counts().to_dict())
     if not args.skip_olmo:
         print("\n## 3. OLMo-ladder retrospective\n", flush=True)
-        print(to_markdown(olmo(args), digits=4))
+        table3 = olmo(args)
+        if args.csv:
+            table3.to_csv(f"{args.csv}_olmo.csv", index=False)
+        print(to_markdown(table3, digits=4))
     print(f"\ntotal {time.perf_counter() - t0:.0f} s; end {_load()}")
 
 
