@@ -165,14 +165,22 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    import bayescale
-    from bayescale.evaluate import METHODS, evaluate
+def _methods(items: Sequence[str]) -> list[str]:
+    """The ``--methods`` values (space- or comma-separated), each a known method."""
+    from bayescale.evaluate import METHODS
 
-    methods = [m for item in args.methods for m in item.split(",") if m]
+    methods = [m for item in items for m in item.split(",") if m]
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise ValueError(f"unknown --methods {unknown}; choose from {', '.join(METHODS)}")
+    return methods
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import bayescale
+    from bayescale.evaluate import evaluate
+
+    methods = _methods(args.methods)
     if args.min_models < 2:
         raise ValueError(f"--min-models must be at least 2; got {args.min_models}")
     if args.max_points is not None and args.max_points < 2:
@@ -275,12 +283,8 @@ def _cmd_grid(args: argparse.Namespace) -> int:
 
     import bayescale
     from bayescale.batch import fit_many, grid_contrast, grid_summary, grid_tasks, plot_grid
-    from bayescale.evaluate import METHODS
 
-    methods = [m for item in args.methods for m in item.split(",") if m]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise ValueError(f"unknown --methods {unknown}; choose from {', '.join(METHODS)}")
+    methods = _methods(args.methods)
     runs = bayescale.validate(_read_table(args.table))
     tasks = grid_tasks(
         runs,
