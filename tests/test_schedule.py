@@ -164,22 +164,37 @@ def test_unscheduled_runs_are_fitted_from_their_end_with_a_warning():
     assert len(window.runs) > 2 * len(fit.data)
 
 
-def test_unscheduled_runs_of_one_length_are_kept_whole_with_a_warning():
-    # every run ends at the same tokens (as in the routing study): mid-run checkpoints are the
-    # only evidence on D, so they are kept, and the warning says so
+def test_unscheduled_runs_of_one_length_are_fitted_late_with_a_warning():
+    # every run ends at the same tokens (as in the routing study): their mid-run checkpoints
+    # are still not final losses, so only the late part is fitted, and the warning says the
+    # D-dependence then comes mostly from the priors
     sim = bayescale.simulate(n_families=1, sizes=(2e7, 6e7, 2e8), n_seeds=1, n_checkpoints=20,
                              random_seed=2)
     runs = sim.runs.drop(columns=list(SCHEDULE_COLUMNS)).assign(run_tokens=4e9)
     runs["tokens"] = np.tile(np.geomspace(2e8, 4e9, 20), 3)
     window = bayescale.fit_window(bayescale.validate(runs))
-    assert window.unscheduled == []
-    assert set(window.unscheduled_whole) == set(runs["run"].unique())
-    assert window.runs["tokens"].min() >= 0.2 * 4e9 * (1 - 1e-9)
+    assert set(window.unscheduled) == set(runs["run"].unique())
+    assert window.one_length == list(runs["family"].unique())
+    assert window.runs["tokens"].min() >= 0.9 * 4e9 * (1 - 1e-9)
+    whole = bayescale.fit_window(bayescale.validate(runs), unscheduled_from=None)
+    assert whole.unscheduled == [] and whole.runs["tokens"].min() >= 0.2 * 4e9 * (1 - 1e-9)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         bayescale.fit(runs, draws=30, tune=30, chains=1, progressbar=False)
     messages = [str(w.message) for w in caught if issubclass(w.category, bayescale.ScheduleWarning)]
-    assert len(messages) == 1 and "all end at one length" in messages[0]
+    assert len(messages) == 1
+    assert "from 90% of each run" in messages[0] and "all end at one length" in messages[0]
+
+
+def test_unscheduled_runs_of_many_lengths_do_not_claim_one_length():
+    sim = bayescale.simulate(n_families=1, sizes=(2e7, 6e7, 2e8), n_seeds=1, n_checkpoints=20,
+                             random_seed=2)
+    runs = sim.runs.drop(columns=list(SCHEDULE_COLUMNS))
+    window = bayescale.fit_window(bayescale.validate(runs))
+    lengths = runs.groupby("run")["tokens"].max()
+    assert lengths.max() / lengths.min() > 1.5  # the simulated budgets differ
+    assert window.one_length == []
+    assert set(window.unscheduled) == set(runs["run"].unique())
 
 
 def test_schedule_features_follow_table_order_within_runs():

@@ -20,8 +20,9 @@ Hitchhiker's warm-up cut (checkpoints with fewer than 10B tokens are dropped, al
 ladder, whose 190M runs at 0.5x-2x Chinchilla then drop out entirely), thinned to at most 16
 log-spaced checkpoints per run (6 for the routing runs). :func:`bayescale.fit` then leaves out
 the first fifth of every run, and keeps only the last tenth of runs whose learning-rate schedule
-is unknown (the Datablations runs): their mid-run losses are not the final losses of shorter
-runs. RedPajama's runs, also without a schedule, all end at one length and are fitted whole. ``checkpoints="late"`` keeps only the last 30% of each run instead.
+is unknown (the Datablations runs, and RedPajama's, which all end at one length): their mid-run
+losses are not the final losses of shorter runs. ``checkpoints="late"`` keeps only the last 30%
+of each run instead.
 """
 
 from __future__ import annotations

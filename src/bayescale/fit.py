@@ -124,9 +124,9 @@ config_effects
     unscheduled_from
         The same for runs without a learning-rate schedule (no ``schedule`` and no ``lr``
         column value): their mid-run checkpoints are not final losses, so only their late
-        part is fitted, with a :class:`bayescale.ScheduleWarning`. A family whose runs all end
-        at one length keeps them whole (nothing else says how loss falls with D), also with a
-        warning. ``None`` fits every such run whole, as though its LR were constant, silently.
+        part is fitted, with a :class:`bayescale.ScheduleWarning` (where a family's runs all
+        end at one length, how its loss falls with D then comes mostly from the priors).
+        ``None`` fits every such run whole, as though its LR were constant, silently.
 
     Returns
     -------
@@ -290,23 +290,20 @@ def _warn_if_unscheduled(window: FitWindow, unscheduled_from: float | None) -> N
         return shown + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
 
     if window.unscheduled:
+        one_length = ""
+        if window.one_length:
+            one_length = (
+                f" The runs of {listing(window.one_length)} all end at one length, so how their "
+                "loss falls with D comes mostly from the priors: predictions at other token "
+                "counts have wide bands."
+            )
         warnings.warn(
             f"{len(window.unscheduled)} runs have no learning-rate schedule "
             f"({listing(window.unscheduled)}): fitting only their checkpoints from "
             f"{unscheduled_from:.0%} of each run on, because a mid-run checkpoint of a decaying "
-            f"schedule is not the final loss of a run that long. {advice}",
+            f"schedule is not the final loss of a run that long.{one_length} {advice}",
             ScheduleWarning,
             stacklevel=4,  # the caller of fit (fit -> prepare_model -> here)
-        )
-    if window.unscheduled_whole and unscheduled_from is not None:
-        warnings.warn(
-            f"{len(window.unscheduled_whole)} runs have no learning-rate schedule and their "
-            f"family's runs all end at one length ({listing(window.unscheduled_whole)}): only "
-            "their mid-run checkpoints say how the loss falls with D, so they are fitted whole, "
-            "as though the LR were constant; with a decaying LR this biases the D-exponent. "
-            f"{advice}",
-            ScheduleWarning,
-            stacklevel=4,
         )
 
 

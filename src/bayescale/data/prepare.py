@@ -72,7 +72,7 @@ DEFAULT_FIT_FROM = 0.2
 DEFAULT_UNSCHEDULED_FROM = 0.9
 
 
-#: Run lengths within this factor of each other count as one length (see :func:`fit_window`).
+#: Run lengths within this factor of each other count as one length (see :class:`FitWindow`).
 _SAME_LENGTH = 1.5
 
 
@@ -86,17 +86,17 @@ class FitWindow:
         The selected rows (every run keeps at least its last checkpoint).
     unscheduled
         Runs without a learning-rate schedule fitted from ``unscheduled_from`` on.
-    unscheduled_whole
-        Runs without a schedule fitted whole (from ``fit_from``), as though their LR were
-        constant: their family's runs all end at one length, so only their mid-run
-        checkpoints say how the loss falls with D.
+    one_length
+        Families whose runs without a schedule all end at one length (within a factor 1.5):
+        fitted from ``unscheduled_from`` on, they say little about how the loss falls with D,
+        so that part of the law comes mostly from the priors.
     dropped
         Rows left out.
     """
 
     runs: pd.DataFrame
     unscheduled: list[str]
-    unscheduled_whole: list[str]
+    one_length: list[str]
     dropped: int
 
 
@@ -116,10 +116,10 @@ def fit_window(
     unscheduled_from
         For runs without a learning-rate schedule (no ``schedule`` and no ``lr``), keep only
         checkpoints from this fraction of the run on: a mid-run checkpoint of a decaying
-        schedule is not the final loss of a run of that length. Families whose unscheduled
-        runs all end at one length (within a factor 1.5) keep them whole instead: without
-        their mid-run checkpoints nothing would say how the loss falls with D. ``None``: keep
-        every unscheduled run whole, as though the LR were constant.
+        schedule is not the final loss of a run of that length, not even where every run
+        of a family ends at one length (its mid-run checkpoints would teach the law the LR
+        decay as though it were data scaling). ``None``: keep every unscheduled run whole, as
+        though the LR were constant.
 
     Returns
     -------
@@ -130,26 +130,25 @@ def fit_window(
     unscheduled = runs_without_schedule(runs)
     length = _run_length(runs).to_numpy()
     frac = np.full(len(runs), 0.0 if fit_from is None else float(fit_from))
-    late: list[str] = []
-    whole: list[str] = []
+    one_length: list[str] = []
     if unscheduled:
         names = runs["run"].astype(str).to_numpy()
         is_unscheduled = np.isin(names, unscheduled)
         lengths = pd.DataFrame({"family": runs["family"].to_numpy(), "run": names,
                                 "length": length})[is_unscheduled].groupby("run").first()
-        spread = lengths.groupby("family")["length"].transform(lambda x: x.max() / x.min())
-        one_length = set(lengths.index[(spread < _SAME_LENGTH).to_numpy()])
-        for run in unscheduled:
-            (whole if unscheduled_from is None or run in one_length else late).append(run)
-        if late:
-            mask = np.isin(names, late)
-            frac[mask] = np.maximum(frac[mask], float(unscheduled_from))  # type: ignore[arg-type]
+        spread = lengths.groupby("family")["length"].agg(lambda x: x.max() / x.min())
+        one_length = [str(f) for f in spread.index[spread < _SAME_LENGTH]]
+        if unscheduled_from is not None:
+            frac[is_unscheduled] = np.maximum(frac[is_unscheduled], float(unscheduled_from))
     if np.any((frac < 0) | (frac >= 1)):
         raise ValueError("fit_from and unscheduled_from must be in [0, 1)")
     tokens = runs["tokens"].to_numpy(dtype=float)
     keep = tokens >= frac * length * (1 - _CUT_RTOL)
     keep |= runs.groupby("run")["tokens"].transform("max").to_numpy() == tokens
-    return FitWindow(runs.loc[keep].reset_index(drop=True), late, whole, int((~keep).sum()))
+    fitted_late = unscheduled if unscheduled_from is not None else []
+    return FitWindow(
+        runs.loc[keep].reset_index(drop=True), fitted_late, one_length, int((~keep).sum())
+    )
 
 
 def thin_log_spaced(runs: pd.DataFrame, max_points: int = 40) -> pd.DataFrame:
