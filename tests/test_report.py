@@ -27,6 +27,7 @@ from PIL import Image
 import bayescale
 from bayescale import report
 from bayescale.compare import compare
+from bayescale.data.schedule import SCHEDULE_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -173,6 +174,30 @@ def test_plots_render(fitted, split, targets):
         assert isinstance(fig, Figure)
         fig.canvas.draw()
         assert report.figure_to_base64(fig).startswith("iVBOR")  # PNG magic
+
+
+def _scatter_points(fig, label: str) -> int:
+    return sum(
+        len(c.get_offsets()) for ax in fig.axes for c in ax.collections if c.get_label() == label
+    )
+
+
+def test_loss_curves_grey_out_held_out_checkpoints_the_fit_would_leave_out(fitted, split):
+    # without its schedule, a held-out run's mid-run checkpoints are not final losses: the
+    # figure draws them apart from the held-out points it compares with the bands
+    _, held = split
+    held = held[held["family"] == "fam0"]
+    fig = report.plot_loss_curves(fitted, ["fam0"], held_out=held)
+    early = held["tokens"] < 0.2 * held.groupby("run")["tokens"].transform("max")  # fit_from
+    assert 0 < early.sum() < len(held)
+    assert _scatter_points(fig, "held out") == len(held) - early.sum()
+    assert _scatter_points(fig, "held out, early (not predicted)") == early.sum()
+    unscheduled = held.drop(columns=[c for c in SCHEDULE_COLUMNS if c in held.columns])
+    fig = report.plot_loss_curves(fitted, ["fam0"], held_out=unscheduled)
+    late = unscheduled["tokens"] >= 0.9 * unscheduled.groupby("run")["tokens"].transform("max")
+    assert 0 < late.sum() < len(unscheduled)
+    assert _scatter_points(fig, "held out") == late.sum()
+    assert _scatter_points(fig, "held out, early (not predicted)") == (~late).sum()
 
 
 def test_replicate_spread(fitted):

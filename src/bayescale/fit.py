@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -199,6 +199,8 @@ class PreparedModel:
         Starting point and the variables jittered per chain, as :func:`fit` passes them.
     data, design, options, priors
         Validated run table, its design, the model options and the resolved priors.
+    window
+        The ``fit_from`` and ``unscheduled_from`` that chose the fitted checkpoints.
     """
 
     model: pm.Model
@@ -208,6 +210,7 @@ class PreparedModel:
     design: Design
     options: ModelOptions
     priors: dict[str, dict[str, float]]
+    window: dict[str, float | None] = field(default_factory=dict)
 
     def to_fit(self, idata: az.InferenceData, settings: SamplerSettings) -> ScalingLawFit:
         """The :class:`ScalingLawFit` of draws ``idata`` sampled from :attr:`model`."""
@@ -217,6 +220,7 @@ class PreparedModel:
             "priors": self.priors,
             "n0": self.design.n0,
             "d0": self.design.d0,
+            **self.window,
             **sampling_meta(settings, idata),
         }
         return ScalingLawFit._from_sampling(idata, self.data, self.design, self.options, meta)
@@ -275,7 +279,7 @@ def prepare_model(
     model = build_model(design, resolved, options, portable=portable,
                         **coordinates.model_inputs())
     return PreparedModel(model, coordinates.start, coordinates.jitter, data, design, options,
-                         resolved)
+                         resolved, {"fit_from": fit_from, "unscheduled_from": unscheduled_from})
 
 
 def _warn_if_unscheduled(window: FitWindow, unscheduled_from: float | None) -> None:

@@ -291,7 +291,9 @@ def _loss_curves(
     page.figure(
         plot_loss_curves(fit, families, held_out=held_out, level=level),
         f"{prefix}loss curves",
-        caption="Data (dots), held-out checkpoints (red circles), median curves and nested "
+        caption="Data (dots), held-out checkpoints (red circles; grey: early checkpoints the "
+        "fit would have left out, e.g. mid-run losses of a run whose learning-rate schedule "
+        "is unknown), median curves and nested "
         f"{100 * level:g}% bands: curve, + seed variability, + checkpoint noise."
         + (" Click the figure to enlarge it." if lead else ""),
         zoom=lead,

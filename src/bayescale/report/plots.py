@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from bayescale.data.prepare import DEFAULT_FIT_FROM, DEFAULT_UNSCHEDULED_FROM, fit_window
 from bayescale.data.schedule import SCHEDULE_COLUMNS
+from bayescale.data.validate import validate
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -84,6 +86,24 @@ def _curves(
     return [(np.geomspace(pts["tokens"].min(), pts["tokens"].max(), n_tokens), None)]
 
 
+def _in_fit_window(fit: ScalingLawFit, rows: pd.DataFrame) -> np.ndarray:
+    """Which ``rows`` the fit's window would have fitted (the others are early checkpoints).
+
+    Early checkpoints of a decaying schedule lie above the law of final losses; without the
+    run's schedule the fit cannot predict them, so plots mark them instead of comparing.
+    """
+    window = fit_window(
+        validate(rows),
+        fit.meta.get("fit_from", DEFAULT_FIT_FROM),
+        fit.meta.get("unscheduled_from", DEFAULT_UNSCHEDULED_FROM),
+    ).runs
+    kept = set(zip(window["run"].astype(str), window["tokens"].astype(float), strict=True))
+    return np.array([
+        (str(r), float(t)) in kept
+        for r, t in zip(rows["run"], rows["tokens"], strict=True)
+    ], dtype=bool)
+
+
 def _pick(values: np.ndarray, k: int) -> np.ndarray:
     values = np.unique(values)
     if values.size <= k:
@@ -119,7 +139,9 @@ def plot_loss_curves(
         Families to draw (default: all of the fit).
     held_out
         Optional run table of held-out checkpoints (e.g. the largest models): drawn as open
-        markers with their own predicted curves.
+        markers with their own predicted curves. Checkpoints the fit's window would have left
+        out (each run's first fifth; all but the end of a run without a learning-rate
+        schedule, which lies above the law of final losses) are drawn in grey.
     level
         Interval probability of the bands.
     ncols
@@ -187,16 +209,20 @@ def plot_loss_curves(
         )
         if held is not None and len(held):
             hp = held.iloc[np.linspace(0, len(held) - 1, min(len(held), max_points)).astype(int)]
-            ax.scatter(
-                hp["tokens"],
-                hp["loss"],
-                s=14,
-                facecolors="none",
-                edgecolors="crimson",
-                lw=0.8,
-                zorder=4,
-                label="held out",
-            )
+            fitted = _in_fit_window(fit, hp)
+            for keep, colour, label in ((fitted, "crimson", "held out"),
+                                        (~fitted, "0.6", "held out, early (not predicted)")):
+                if keep.any():
+                    ax.scatter(
+                        hp.loc[keep, "tokens"],
+                        hp.loc[keep, "loss"],
+                        s=14,
+                        facecolors="none",
+                        edgecolors=colour,
+                        lw=0.8,
+                        zorder=4,
+                        label=label,
+                    )
         _log_x(ax)
         ax.set_title(fam, fontsize=10)
         ax.set_xlabel("tokens D")
