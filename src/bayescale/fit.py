@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from bayescale.data.prepare import (
     fit_window,
 )
 from bayescale.data.validate import validate
+from bayescale.derived import broadcast_inputs, chinchilla_compute_optimal, quantity_dataset
 from bayescale.errors import ScheduleWarning
 from bayescale.fit_base import FitBase
 from bayescale.inference import (
@@ -32,6 +32,8 @@ from bayescale.inference import (
     warn_on_problems,
 )
 from bayescale.intervals import DEFAULT_LEVELS, broadcast_points, prediction_dataset
+from bayescale.kaplan_fit import KaplanFit, fit_kaplan
+from bayescale.laws.chinchilla import from_reference_scale
 from bayescale.laws.schedule import point_schedule
 from bayescale.models.design import Design, build_design
 from bayescale.models.hierarchical import (
@@ -49,17 +51,15 @@ from bayescale.models.likelihood import (
 from bayescale.models.options import ModelOptions
 from bayescale.models.priors import resolve_priors
 from bayescale.models.scaling import sampling_coordinates
-from bayescale.quiet import quiet_arviz
+from bayescale.parameter_table import parameter_intervals
+from bayescale.persistence import read_fit_file
 
 if TYPE_CHECKING:
     import pymc as pm
 
-    from bayescale.kaplan_fit import KaplanFit
-
 __all__ = ["PreparedModel", "ScalingLawFit", "fit", "load", "prepare_model"]
 
 SUPPORTED_LAWS = ("chinchilla", "kaplan")
-_FORMAT_VERSION = 1
 
 
 def fit(
@@ -150,8 +150,6 @@ config_effects
     if law not in SUPPORTED_LAWS:
         raise ValueError(f"law must be one of {SUPPORTED_LAWS}; got {law!r}")
     if law == "kaplan":
-        from bayescale.kaplan_fit import fit_kaplan
-
         if likelihood != "normal" or seed_by_size or correlated_families or d0 is not None:
             raise ValueError(
                 "law='kaplan' has the normal likelihood only and no seed_by_size, "
@@ -485,11 +483,12 @@ class ScalingLawFit(FitBase[Design]):
     # ----------------------------------------------------------------- parameters
     def credible_intervals(self, level: float = 0.9) -> pd.DataFrame:
         """Tidy table of parameter credible intervals (see
-        :func:`bayescale.report.table.credible_intervals`), ready for a paper via
+        :func:`bayescale.parameter_table.parameter_intervals`), ready for a paper via
         :func:`bayescale.report.table.to_latex` or ``to_markdown``."""
-        from bayescale.report.table import credible_intervals
-
-        return credible_intervals(self, level=level)
+        return parameter_intervals(
+            self.idata.posterior, n0=self.n0, d0=self.d0, use_arch=self.options.use_arch,
+            level=level,
+        )
 
     # ----------------------------------------------------------------- prediction
     def _theta_draws(self, family: str | None, arch: str | None, rng: np.random.Generator):
@@ -738,13 +737,6 @@ class ScalingLawFit(FitBase[Design]):
             ``tokens_interval``, ``loss_interval`` (point, level, bound); see
             :mod:`bayescale.derived`.
         """
-        from bayescale.derived import (
-            broadcast_inputs,
-            chinchilla_compute_optimal,
-            quantity_dataset,
-        )
-        from bayescale.laws.chinchilla import from_reference_scale
-
         x = broadcast_inputs(flops=flops)
         theta = self._theta_draws(family, arch, self._rng(4, random_seed))
         usual = from_reference_scale(
@@ -768,43 +760,9 @@ def load(path: str | Path) -> ScalingLawFit | KaplanFit:
     The law stored in the file decides the class. The loaded fit predicts identically to the
     saved one.
     """
-    with quiet_arviz():
-        idata = az.from_netcdf(str(path))
-    if "fit_data" not in idata.groups():
-        raise ValueError(f"{path} is not a bayescale fit (no fit_data group)")
-    idata.load()
-    fit_data = idata["fit_data"]
-    meta = json.loads(fit_data.attrs["bayescale_meta"])
-    data = _dataset_to_frame(fit_data)
+    idata, data, meta = read_fit_file(path)
     if meta.get("law") == "kaplan":
-        from bayescale.kaplan_fit import KaplanFit
-
         return KaplanFit(idata=idata, data=data, meta=meta)
     opts = dict(meta["options"])
     opts["hierarchy"] = tuple(opts["hierarchy"])
     return ScalingLawFit(idata=idata, data=data, options=ModelOptions(**opts), meta=meta)
-
-
-def _frame_to_dataset(df: pd.DataFrame) -> xr.Dataset:
-    frame = df.reset_index(drop=True).copy()
-    for col in frame.columns:
-        series = frame[col]
-        if isinstance(series.dtype, pd.api.extensions.ExtensionDtype) and (
-            pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
-        ):
-            # nullable Int64/Float64/boolean: NetCDF has no NA; missing values become NaN
-            frame[col] = series.to_numpy(dtype="float64", na_value=np.nan)
-        elif not (pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)):
-            frame[col] = series.astype(str).to_numpy(dtype=object)
-    frame.index.name = "obs"
-    ds = xr.Dataset.from_dataframe(frame)
-    ds.attrs["columns"] = json.dumps(list(frame.columns))
-    return ds
-
-
-def _dataset_to_frame(ds: xr.Dataset) -> pd.DataFrame:
-    columns = json.loads(ds.attrs["columns"])
-    frame = ds.to_dataframe().reset_index(drop=True)[columns]
-    for col in ("family", "run"):
-        frame[col] = frame[col].astype(str)
-    return frame
