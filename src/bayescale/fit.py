@@ -85,6 +85,8 @@ def fit(
     d0: float | None = None,
     fit_from: float | None = DEFAULT_FIT_FROM,
     unscheduled_from: float | None = DEFAULT_UNSCHEDULED_FROM,
+    s0: float | None = None,
+    l0: float | None = None,
 ) -> ScalingLawFit | KaplanFit:
     """Fit the hierarchical Bayesian scaling law to a run table with NUTS.
 
@@ -96,7 +98,8 @@ def fit(
         ``"chinchilla"``: ``L = E + A/N^alpha + B/D^beta``. ``"kaplan"``: the Kaplan/Su law
         with steps and batch size (needs ``step`` and ``batch_size`` columns; returns a
         :class:`bayescale.KaplanFit`, see :func:`bayescale.kaplan_fit.fit_kaplan`; takes
-        ``hierarchy``, ``autocorrelation``, ``priors``, the sampler settings and ``n0``).
+        ``hierarchy``, ``autocorrelation``, ``priors``, the sampler settings, ``n0``, ``s0``
+        and ``l0``, fits every checkpoint, and raises on any other option that is set).
     hierarchy
         ``("family",)`` or ``("arch", "family")``.
     likelihood, autocorrelation, seed_by_size, correlated_families, family_parameterization, \
@@ -127,10 +130,20 @@ config_effects
         part is fitted, with a :class:`bayescale.ScheduleWarning`. A family whose runs all end
         at one length keeps them whole (nothing else says how loss falls with D), also with a
         warning. ``None`` fits every such run whole, as though its LR were constant, silently.
+    s0, l0
+        ``law="kaplan"`` only: reference steps and loss (default: geometric means of the data).
 
     Returns
     -------
     ScalingLawFit or KaplanFit
+
+    Raises
+    ------
+    ValueError
+        If ``law`` is unknown, or ``law="kaplan"`` is given an option it does not have (the
+        message names it).
+    TypeError
+        If ``s0`` or ``l0`` is given without ``law="kaplan"``.
 
     Warns
     -----
@@ -150,15 +163,22 @@ config_effects
     if law not in SUPPORTED_LAWS:
         raise ValueError(f"law must be one of {SUPPORTED_LAWS}; got {law!r}")
     if law == "kaplan":
-        if likelihood != "normal" or seed_by_size or correlated_families or d0 is not None:
-            raise ValueError(
-                "law='kaplan' has the normal likelihood only and no seed_by_size, "
-                "correlated_families or d0 options"
-            )
+        _check_kaplan_options(
+            likelihood=likelihood, seed_by_size=seed_by_size,
+            correlated_families=correlated_families,
+            family_parameterization=family_parameterization, config_effects=config_effects,
+            d0=d0, fit_from=fit_from, unscheduled_from=unscheduled_from,
+        )
         return fit_kaplan(
             runs, hierarchy, autocorrelation=autocorrelation, priors=priors, sampler=sampler,
             draws=draws, tune=tune, chains=chains, random_seed=random_seed,
-            target_accept=target_accept, progressbar=progressbar, n0=n0,
+            target_accept=target_accept, progressbar=progressbar, n0=n0, s0=s0, l0=l0,
+        )
+    given = [name for name, value in (("s0", s0), ("l0", l0)) if value is not None]
+    if given:
+        raise TypeError(
+            f"{' and '.join(given)} {'is an option' if len(given) == 1 else 'are options'} of "
+            f"law='kaplan' only (reference steps and loss); law={law!r} does not take it"
         )
     settings = SamplerSettings(
         sampler=sampler, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
@@ -183,6 +203,33 @@ config_effects
     result = prepared.to_fit(idata, settings)
     warn_on_problems(result.diagnostics, chains, target_accept)
     return result
+
+
+#: Options of :func:`fit` the Kaplan law does not have, with the values that leave them unused.
+_NOT_KAPLAN: dict[str, tuple[Any, ...]] = {
+    "likelihood": ("normal",),
+    "seed_by_size": (False,),
+    "correlated_families": (False,),
+    "family_parameterization": ("local",),
+    "config_effects": (False,),
+    "d0": (None,),
+    "fit_from": (DEFAULT_FIT_FROM, None),  # the Kaplan fit takes every checkpoint
+    "unscheduled_from": (DEFAULT_UNSCHEDULED_FROM, None),
+}
+
+
+def _check_kaplan_options(**options: Any) -> None:
+    """Raise on an option of :func:`fit` set to a value the Kaplan law cannot honour."""
+    unsupported = [
+        f"{name}={value!r}" for name, value in options.items()
+        if not any(value is ok or value == ok for ok in _NOT_KAPLAN[name])
+    ]
+    if unsupported:
+        raise ValueError(
+            f"law='kaplan' does not support {', '.join(unsupported)}: it has the normal "
+            "likelihood, one seed sd, independent families and no config effects, and fits "
+            "every checkpoint; leave these options at their defaults"
+        )
 
 
 @dataclass(frozen=True)
