@@ -714,6 +714,47 @@ class ScalingLawFit(FitBase[Design]):
         return config, configs.index(config)
 
     # ----------------------------------------------------------------- experiment design
+    def theta_draws(
+        self,
+        family: str | None,
+        *,
+        arch: str | None = None,
+        random_seed: int | np.random.Generator | None = None,
+    ) -> np.ndarray:
+        """Per-draw law parameters ``theta`` (sample, 5) of one family.
+
+        ``theta`` is ``(log E, a, log alpha, b, log beta)`` at the fit's reference scales
+        (:attr:`n0`, :attr:`d0`; see :func:`bayescale.models.hierarchical.reference_log_loss`).
+
+        Parameters
+        ----------
+        family
+            A family of the fit (its posterior draws), or any other name or ``None`` for one
+            new family per posterior draw from the population (or from ``arch``'s level), as
+            :meth:`predict` draws it.
+        arch
+            For a new family of a known architecture (needs an arch level; not with a known
+            ``family``).
+        random_seed
+            Seed of the new-family draws (default: the fit's seed), or a generator, which gives
+            independent families on each call.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape (sample, 5).
+
+        Raises
+        ------
+        ValueError
+            If both a known family and ``arch`` are given, or ``arch`` without an arch level.
+        KeyError
+            If ``arch`` is not an architecture of the fit.
+        """
+        rng = (random_seed if isinstance(random_seed, np.random.Generator)
+               else self._rng(5, random_seed))
+        return self._theta_draws(family, arch, rng)
+
     def family_draws(
         self,
         family: str | None,
@@ -733,13 +774,28 @@ class ScalingLawFit(FitBase[Design]):
         """
         rng = (random_seed if isinstance(random_seed, np.random.Generator)
                else self._rng(5, random_seed))
-        theta = self._theta_draws(family, arch, rng)
+        theta = self.theta_draws(family, arch=arch, random_seed=rng)
         kappa = self._kappa_family_draws(family, arch, rng) if self.schedule_aware else None
         return theta, kappa
 
     def seed_sd(self, params: float | Sequence[float] | np.ndarray) -> np.ndarray:
-        """Draws of the seed sd on log-loss at each parameter count (sample, point)."""
-        n = np.atleast_1d(np.asarray(params, dtype=float))
+        """Draws of the seed sd on log-loss at each parameter count (sample, point).
+
+        Parameters
+        ----------
+        params
+            Parameter counts (point,), the same for every draw; or a 2-D array (sample, point)
+            with each posterior draw's own parameter counts (e.g. a per-draw optimum).
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape (sample, point).
+        """
+        n = np.asarray(params, dtype=float)
+        if n.ndim == 2:  # per-draw parameter counts
+            return self._tau_run(np.log(n / self.n0))
+        n = np.atleast_1d(n)
         return self._tau_run(np.log(n / self.n0)[None, :])
 
     def next_runs(self, target: Any, candidates: pd.DataFrame, budget: float | None = None,
