@@ -109,13 +109,15 @@ config_effects
     priors
         Partial overrides of :data:`bayescale.models.DEFAULT_PRIORS`.
     sampler
-        ``"nutpie"`` (default, fastest measured), ``"pymc"`` or ``"numpyro"``.
+        ``"nutpie"`` (default; see ``benchmarks/results/MODEL_SPEED.md``), ``"pymc"`` or
+        ``"numpyro"``.
     draws, tune, chains
         Posterior draws and tuning steps per chain, and the number of chains.
     random_seed
         Seed of the sampler and of every later random draw (run effects, predictions).
     target_accept
-        NUTS target acceptance rate (0.9: the E-A-alpha ridge is curved; 0.8 diverged more).
+        NUTS target acceptance rate (0.9 by default because the E-A-alpha ridge is curved;
+        raise it when the fit reports divergences).
     progressbar
         Show the sampler's progress bar.
     n0, d0
@@ -314,8 +316,8 @@ def prepare_model(
         design.check_configs()
     _warn_if_one_size(design)
     resolved = resolve_priors(design.n0, design.d0, priors)
-    # The coordinates enter as constants: shared variables (as in RefitModel) would cost 7-17 s
-    # more numba compilation per fit.
+    # The coordinates enter as constants: shared variables (as in RefitModel) compile more
+    # slowly in numba (benchmarks/results/MODEL_SPEED.md).
     coordinates = sampling_coordinates(design, resolved, options)
     model = build_model(design, resolved, options, portable=portable,
                         **coordinates.model_inputs())
@@ -361,8 +363,7 @@ def _warn_if_one_size(design: Design) -> None:
         warnings.warn(
             "every family's runs are at a single model size, so the data say nothing about how "
             "loss falls with N: E, A and alpha come from the priors alone and NUTS mixes "
-            "slowly (on nanogpt-replicates, 39 one-size families: 10 minutes, R-hat 1.33). "
-            "For seed-to-seed spread at one size use bayescale.seed_variability; for the "
+            "slowly, so expect a long fit and high R-hat. For seed-to-seed spread at one size use bayescale.seed_variability; for the "
             "scaling law, add runs at other sizes",
             UserWarning,
             stacklevel=4,  # the caller of fit (fit -> prepare_model -> here)
