@@ -195,3 +195,40 @@ def test_persistence_and_intervals_sit_below_the_fits():
         assert ("persistence", module) not in TOP | LAZY
     assert ("fit_base", "fit") not in TOP | LAZY
     assert ("fit", "report.table") not in TOP | LAZY
+
+
+# ------------------------------------------------------------------------------- public API
+def test_every_name_in_all_resolves_and_is_documented():
+    import inspect
+
+    import bayescale
+
+    assert len(set(bayescale.__all__)) == len(bayescale.__all__)
+    undocumented = []
+    for name in bayescale.__all__:
+        obj = getattr(bayescale, name)  # raises if the name does not resolve
+        if inspect.isfunction(obj) or inspect.isclass(obj) or inspect.ismodule(obj):
+            if not (inspect.getdoc(obj) or "").strip():
+                undocumented.append(name)
+    assert undocumented == []
+
+
+def test_top_level_entry_points():
+    import importlib
+    import types
+
+    import bayescale as bs
+
+    compare_module = importlib.import_module("bayescale.compare")
+    evaluate_module = importlib.import_module("bayescale.evaluate")
+    planning_module = importlib.import_module("bayescale.planning")
+    assert bs.compare is compare_module.compare
+    assert bs.compare_models is compare_module.compare_models
+    assert bs.evaluate is evaluate_module.evaluate
+    assert bs.next_runs is planning_module.next_runs
+    assert bs.credible_intervals is bs.report.credible_intervals
+    assert isinstance(bs.report, types.ModuleType) and callable(bs.report.html)
+    assert isinstance(bs.baselines, types.ModuleType) and callable(bs.baselines.fit_huber)
+    # the modules behind functions of the same name stay importable by their full path
+    from bayescale.compare import compare_models  # noqa: F401
+    from bayescale.evaluate import METHODS  # noqa: F401
