@@ -194,3 +194,27 @@ def test_compare_models_loo(fitted):
     assert set(table.index) == {"a", "b"}
     with pytest.raises(ValueError):
         compare_models({"a": fitted})
+
+
+def test_theta_draws_and_per_draw_seed_sd(fitted):
+    """The public fit methods compare builds on: a family's or a new family's theta, and each
+    draw's seed sd at its own parameter count."""
+    known = fitted.theta_draws("base")
+    np.testing.assert_array_equal(
+        known, fitted.posterior_draws("theta")[:, fitted.families.index("base"), :]
+    )
+    new = fitted.theta_draws(None, arch="moe", random_seed=3)
+    assert new.shape == known.shape
+    np.testing.assert_array_equal(new, fitted.theta_draws(None, arch="moe", random_seed=3))
+    rng = np.random.default_rng(0)
+    assert not np.array_equal(
+        fitted.theta_draws("x", arch="moe", random_seed=rng),
+        fitted.theta_draws("x", arch="moe", random_seed=rng),
+    )
+    with pytest.raises(ValueError, match="either a known family or an arch"):
+        fitted.theta_draws("base", arch="moe")
+    n = np.geomspace(1e7, 1e9, fitted.posterior_draws("sigma_seed").shape[0])
+    per_draw = fitted.seed_sd(n[:, None])
+    assert per_draw.shape == (n.size, 1)
+    grid = fitted.seed_sd(n[:3])
+    np.testing.assert_allclose(per_draw[:3, 0], np.diag(grid[:3]))

@@ -229,6 +229,58 @@ def test_fit_with_kaplan_law_says_which_columns_are_missing():
         fit(runs.drop(columns=["step"]), law="kaplan")
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("likelihood", "student_t"),
+        ("seed_by_size", True),
+        ("correlated_families", True),
+        ("family_parameterization", "noncentered"),
+        ("config_effects", True),
+        ("d0", 1e9),
+        ("fit_from", 0.5),
+        ("unscheduled_from", 0.5),
+    ],
+)
+def test_fit_with_kaplan_law_names_an_option_it_does_not_support(option, value):
+    from bayescale import fit
+
+    runs = simulate_kaplan(n_families=1, sizes=(1e6,), batch_sizes=(2**16,), random_seed=0).runs
+    with pytest.raises(ValueError, match=rf"law='kaplan' does not support {option}="):
+        fit(runs, law="kaplan", **{option: value})
+
+
+@pytest.mark.parametrize("option", ["s0", "l0"])
+def test_kaplan_only_options_are_refused_by_the_chinchilla_law(option):
+    from bayescale import fit
+
+    runs = simulate_kaplan(n_families=1, sizes=(1e6,), batch_sizes=(2**16,), random_seed=0).runs
+    with pytest.raises(TypeError, match=rf"{option} is an option of law='kaplan' only"):
+        fit(runs, **{option: 1.0})
+
+
+def test_fit_passes_kaplan_options_through(monkeypatch):
+    import importlib
+
+    fit_module = importlib.import_module("bayescale.fit")
+    seen = {}
+
+    def fake_fit_kaplan(runs, hierarchy, **kwargs):
+        seen.update(kwargs, hierarchy=hierarchy)
+        return "fitted"
+
+    monkeypatch.setattr(fit_module, "fit_kaplan", fake_fit_kaplan)
+    runs = simulate_kaplan(n_families=1, sizes=(1e6,), batch_sizes=(2**16,), random_seed=0).runs
+    out = fit_module.fit(
+        runs, law="kaplan", s0=2e3, l0=3.5, n0=1e6, autocorrelation="none", fit_from=None,
+        priors={"sigma_obs": {"sigma": 0.1}}, draws=10, tune=20, chains=1, random_seed=4,
+    )
+    assert out == "fitted"
+    assert seen["s0"] == 2e3 and seen["l0"] == 3.5 and seen["n0"] == 1e6
+    assert seen["autocorrelation"] == "none" and seen["priors"] == {"sigma_obs": {"sigma": 0.1}}
+    assert (seen["draws"], seen["tune"], seen["chains"], seen["random_seed"]) == (10, 20, 1, 4)
+
+
 def test_design_refuses_a_batch_ramp():
     runs = simulate_kaplan(n_families=1, sizes=(1e6,), batch_sizes=(2**16,), random_seed=0).runs
     runs.loc[0, "batch_size"] = 2**15

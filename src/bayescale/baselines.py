@@ -81,10 +81,9 @@ HOFFMANN_GRID: dict[str, tuple[float, ...]] = {
 }
 
 #: The default, coarser grid (3 * 3 * 2 * 3 * 2 = 108 starts, 42x fewer than
-#: :data:`HOFFMANN_GRID`). It reached the same optimum as the full grid (objective equal to 1e-9
-#: relative, parameters to 2e-7) on the Chinchilla IsoFLOP points (240 and 245), GPT-3 curves,
-#: and seven simulated families, with 10-40% of its starts landing on the optimum; pass
-#: ``grid="hoffmann"`` for the full grid.
+#: :data:`HOFFMANN_GRID`). It reached the full grid's optimum on the data it was checked on
+#: (``benchmarks/results/MODEL_SPEED.md``, "Figures moved out of the code"); pass
+#: ``grid="hoffmann"`` for the full grid when in doubt.
 DEFAULT_HUBER_GRID: dict[str, tuple[float, ...]] = {
     "e": (-1.0, 0.0, 1.0),
     "a": (0.0, 10.0, 20.0),
@@ -590,8 +589,8 @@ def _single_threaded_blas() -> Iterator[None]:
     """Limit BLAS to one thread while optimizing.
 
     L-BFGS-B and the objective call BLAS on tiny arrays thousands of times; with a
-    multi-threaded OpenBLAS on a busy machine the thread hand-offs made a 240-point fit take
-    7-20x more CPU time (measured).
+    multi-threaded OpenBLAS on a busy machine the thread hand-offs cost far more CPU time than
+    the arithmetic.
     ``threadpoolctl`` ships with scipy's scientific stack (pymc requires it); without it this is
     a no-op.
     """

@@ -10,8 +10,8 @@ coordinates.
   (:func:`local_client`); any ``distributed.Client`` (or its scheduler address,
   ``"tcp://host:8786"``) runs the same code on a cluster; ``client="serial"`` runs the tasks one
   after another in this process (no Dask), with the same results.
-* **Compile once per worker.** A Bayesian fit spends most of its time compiling its model
-  (30-80 s on 2 cores against under a second of sampling for a small one). Tasks whose
+* **Compile once per worker.** A small Bayesian fit spends most of its time compiling its
+  model, not sampling (``benchmarks/results/FIT_MANY.md``). Tasks whose
   training tables share a layout (families, runs, sizes, tokens, schedules) and model settings
   reuse one compiled model per worker process
   (:func:`bayescale.validation.cached_refit_model`); the first such task on a worker compiles.
@@ -77,10 +77,10 @@ __all__ = [
 ]
 
 #: ``reuse_compiled="auto"`` compiles a layout once per worker when at least this many tasks
-#: share it. Measured on 2 busy cores: the shared-data model compiles in 1-2.3x the time of
-#: :func:`bayescale.fit`'s own (34-71 s against 31-50 s for a small layout, by load), and a
-#: refit then takes 0.4-3 s, so from three tasks on a layout one compile per worker is the
-#: cheaper path even when two workers both compile it.
+#: share it. The shared-data model compiles somewhat more slowly than :func:`bayescale.fit`'s
+#: own and a refit then costs little, so from three tasks on a layout one compile per worker is
+#: the cheaper path even when two workers both compile it (figures:
+#: ``benchmarks/results/MODEL_SPEED.md``, "Figures moved out of the code").
 AUTO_REUSE_MIN_TASKS = 3
 
 #: Fit options a compiled model can be refitted under (the rest must be at their defaults).

@@ -506,15 +506,14 @@ def compare(
                 f"{100 * share:.0f}% of draws have their compute-optimal N at the edge of the "
                 f"searched range (tokens per parameter {_TPP_RANGE}); their loss is an upper bound"
             )
-        log_n_a = np.log(opt_a / n0)
-        log_n_b = np.log(opt_b / n0)
+        n_a, n_b = opt_a, opt_b
     else:
         target = {"params": float(params), "tokens": float(tokens)}  # type: ignore[arg-type]
         log_n = np.log(np.array([float(params)]) / n0)  # type: ignore[arg-type]
         log_d = np.log(np.array([float(tokens)]) / d0)  # type: ignore[arg-type]
         loss_a = np.exp(reference_log_loss(theta_a, log_n, log_d))[:, 0]
         loss_b = np.exp(reference_log_loss(theta_b, log_n, log_d))[:, 0]
-        log_n_a = log_n_b = np.full(loss_a.shape, log_n[0])
+        n_a = n_b = np.full(loss_a.shape, float(params))  # type: ignore[arg-type]
     edge_share = float(np.mean(edge_a | edge_b))
     if edge_share > 0.05:
         notes.append(
@@ -523,8 +522,8 @@ def compare(
         )
 
     if band == "new_seed":
-        tau_a = _tau_run(fit, log_n_a)
-        tau_b = _tau_run(fit, log_n_b)
+        tau_a = fit.seed_sd(n_a[:, None])[:, 0]  # each draw's seed sd at its own N
+        tau_b = fit.seed_sd(n_b[:, None])[:, 0]
         loss_a = loss_a * np.exp(tau_a * rng.standard_normal(loss_a.shape))
         loss_b = loss_b * np.exp(tau_b * rng.standard_normal(loss_b.shape))
 
@@ -585,7 +584,7 @@ def _curve_theta(
         return fit.posterior_draws("theta")[:, fit.families.index(name), :]
     if arch_curve == "centre":
         return fit.posterior_draws("theta_arch")[:, _archs(fit).index(name), :]
-    return fit._theta_draws(None, name, rng)
+    return fit.theta_draws(None, arch=name, random_seed=rng)
 
 
 def _centre_theta(fit: ScalingLawFit, name: str, kind: str, curve_theta: np.ndarray):
@@ -601,13 +600,6 @@ def _contrasts(theta_a: np.ndarray, theta_b: np.ndarray) -> dict[str, np.ndarray
         "beta": np.exp(theta_a[:, 4]) - np.exp(theta_b[:, 4]),
         "E": np.exp(theta_a[:, 0]) - np.exp(theta_b[:, 0]),
     }
-
-
-def _tau_run(fit: ScalingLawFit, log_n_rel: np.ndarray) -> np.ndarray:
-    sigma_seed = fit.posterior_draws("sigma_seed")
-    if "seed_size_slope" in fit.idata.posterior:
-        return sigma_seed * np.exp(fit.posterior_draws("seed_size_slope") * log_n_rel)
-    return sigma_seed
 
 
 def _default_compute_range(fit: ScalingLawFit) -> tuple[float, float]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from bayescale.data.prepare import (
     fit_window,
 )
 from bayescale.data.validate import validate
+from bayescale.derived import broadcast_inputs, chinchilla_compute_optimal, quantity_dataset
 from bayescale.errors import ScheduleWarning
 from bayescale.fit_base import FitBase
 from bayescale.inference import (
@@ -32,6 +32,8 @@ from bayescale.inference import (
     warn_on_problems,
 )
 from bayescale.intervals import DEFAULT_LEVELS, broadcast_points, prediction_dataset
+from bayescale.kaplan_fit import KaplanFit, fit_kaplan
+from bayescale.laws.chinchilla import from_reference_scale
 from bayescale.laws.schedule import point_schedule
 from bayescale.models.design import Design, build_design
 from bayescale.models.hierarchical import (
@@ -49,17 +51,15 @@ from bayescale.models.likelihood import (
 from bayescale.models.options import ModelOptions
 from bayescale.models.priors import resolve_priors
 from bayescale.models.scaling import sampling_coordinates
-from bayescale.quiet import quiet_arviz
+from bayescale.parameter_table import parameter_intervals
+from bayescale.persistence import read_fit_file
 
 if TYPE_CHECKING:
     import pymc as pm
 
-    from bayescale.kaplan_fit import KaplanFit
-
 __all__ = ["PreparedModel", "ScalingLawFit", "fit", "load", "prepare_model"]
 
 SUPPORTED_LAWS = ("chinchilla", "kaplan")
-_FORMAT_VERSION = 1
 
 
 def fit(
@@ -85,6 +85,8 @@ def fit(
     d0: float | None = None,
     fit_from: float | None = DEFAULT_FIT_FROM,
     unscheduled_from: float | None = DEFAULT_UNSCHEDULED_FROM,
+    s0: float | None = None,
+    l0: float | None = None,
 ) -> ScalingLawFit | KaplanFit:
     """Fit the hierarchical Bayesian scaling law to a run table with NUTS.
 
@@ -96,7 +98,8 @@ def fit(
         ``"chinchilla"``: ``L = E + A/N^alpha + B/D^beta``. ``"kaplan"``: the Kaplan/Su law
         with steps and batch size (needs ``step`` and ``batch_size`` columns; returns a
         :class:`bayescale.KaplanFit`, see :func:`bayescale.kaplan_fit.fit_kaplan`; takes
-        ``hierarchy``, ``autocorrelation``, ``priors``, the sampler settings and ``n0``).
+        ``hierarchy``, ``autocorrelation``, ``priors``, the sampler settings, ``n0``, ``s0``
+        and ``l0``, fits every checkpoint, and raises on any other option that is set).
     hierarchy
         ``("family",)`` or ``("arch", "family")``.
     likelihood, autocorrelation, seed_by_size, correlated_families, family_parameterization, \
@@ -106,13 +109,15 @@ config_effects
     priors
         Partial overrides of :data:`bayescale.models.DEFAULT_PRIORS`.
     sampler
-        ``"nutpie"`` (default, fastest measured), ``"pymc"`` or ``"numpyro"``.
+        ``"nutpie"`` (default; see ``benchmarks/results/MODEL_SPEED.md``), ``"pymc"`` or
+        ``"numpyro"``.
     draws, tune, chains
         Posterior draws and tuning steps per chain, and the number of chains.
     random_seed
         Seed of the sampler and of every later random draw (run effects, predictions).
     target_accept
-        NUTS target acceptance rate (0.9: the E-A-alpha ridge is curved; 0.8 diverged more).
+        NUTS target acceptance rate (0.9 by default because the E-A-alpha ridge is curved;
+        raise it when the fit reports divergences).
     progressbar
         Show the sampler's progress bar.
     n0, d0
@@ -127,10 +132,20 @@ config_effects
         part is fitted, with a :class:`bayescale.ScheduleWarning` (where a family's runs all
         end at one length, how its loss falls with D then comes mostly from the priors).
         ``None`` fits every such run whole, as though its LR were constant, silently.
+    s0, l0
+        ``law="kaplan"`` only: reference steps and loss (default: geometric means of the data).
 
     Returns
     -------
     ScalingLawFit or KaplanFit
+
+    Raises
+    ------
+    ValueError
+        If ``law`` is unknown, or ``law="kaplan"`` is given an option it does not have (the
+        message names it).
+    TypeError
+        If ``s0`` or ``l0`` is given without ``law="kaplan"``.
 
     Warns
     -----
@@ -150,17 +165,22 @@ config_effects
     if law not in SUPPORTED_LAWS:
         raise ValueError(f"law must be one of {SUPPORTED_LAWS}; got {law!r}")
     if law == "kaplan":
-        from bayescale.kaplan_fit import fit_kaplan
-
-        if likelihood != "normal" or seed_by_size or correlated_families or d0 is not None:
-            raise ValueError(
-                "law='kaplan' has the normal likelihood only and no seed_by_size, "
-                "correlated_families or d0 options"
-            )
+        _check_kaplan_options(
+            likelihood=likelihood, seed_by_size=seed_by_size,
+            correlated_families=correlated_families,
+            family_parameterization=family_parameterization, config_effects=config_effects,
+            d0=d0, fit_from=fit_from, unscheduled_from=unscheduled_from,
+        )
         return fit_kaplan(
             runs, hierarchy, autocorrelation=autocorrelation, priors=priors, sampler=sampler,
             draws=draws, tune=tune, chains=chains, random_seed=random_seed,
-            target_accept=target_accept, progressbar=progressbar, n0=n0,
+            target_accept=target_accept, progressbar=progressbar, n0=n0, s0=s0, l0=l0,
+        )
+    given = [name for name, value in (("s0", s0), ("l0", l0)) if value is not None]
+    if given:
+        raise TypeError(
+            f"{' and '.join(given)} {'is an option' if len(given) == 1 else 'are options'} of "
+            f"law='kaplan' only (reference steps and loss); law={law!r} does not take it"
         )
     settings = SamplerSettings(
         sampler=sampler, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
@@ -185,6 +205,33 @@ config_effects
     result = prepared.to_fit(idata, settings)
     warn_on_problems(result.diagnostics, chains, target_accept)
     return result
+
+
+#: Options of :func:`fit` the Kaplan law does not have, with the values that leave them unused.
+_NOT_KAPLAN: dict[str, tuple[Any, ...]] = {
+    "likelihood": ("normal",),
+    "seed_by_size": (False,),
+    "correlated_families": (False,),
+    "family_parameterization": ("local",),
+    "config_effects": (False,),
+    "d0": (None,),
+    "fit_from": (DEFAULT_FIT_FROM, None),  # the Kaplan fit takes every checkpoint
+    "unscheduled_from": (DEFAULT_UNSCHEDULED_FROM, None),
+}
+
+
+def _check_kaplan_options(**options: Any) -> None:
+    """Raise on an option of :func:`fit` set to a value the Kaplan law cannot honour."""
+    unsupported = [
+        f"{name}={value!r}" for name, value in options.items()
+        if not any(value is ok or value == ok for ok in _NOT_KAPLAN[name])
+    ]
+    if unsupported:
+        raise ValueError(
+            f"law='kaplan' does not support {', '.join(unsupported)}: it has the normal "
+            "likelihood, one seed sd, independent families and no config effects, and fits "
+            "every checkpoint; leave these options at their defaults"
+        )
 
 
 @dataclass(frozen=True)
@@ -273,8 +320,8 @@ def prepare_model(
         design.check_configs()
     _warn_if_one_size(design)
     resolved = resolve_priors(design.n0, design.d0, priors)
-    # The coordinates enter as constants: shared variables (as in RefitModel) would cost 7-17 s
-    # more numba compilation per fit.
+    # The coordinates enter as constants: shared variables (as in RefitModel) compile more
+    # slowly in numba (benchmarks/results/MODEL_SPEED.md).
     coordinates = sampling_coordinates(design, resolved, options)
     model = build_model(design, resolved, options, portable=portable,
                         **coordinates.model_inputs())
@@ -317,8 +364,7 @@ def _warn_if_one_size(design: Design) -> None:
         warnings.warn(
             "every family's runs are at a single model size, so the data say nothing about how "
             "loss falls with N: E, A and alpha come from the priors alone and NUTS mixes "
-            "slowly (on nanogpt-replicates, 39 one-size families: 10 minutes, R-hat 1.33). "
-            "For seed-to-seed spread at one size use bayescale.seed_variability; for the "
+            "slowly, so expect a long fit and high R-hat. For seed-to-seed spread at one size use bayescale.seed_variability; for the "
             "scaling law, add runs at other sizes",
             UserWarning,
             stacklevel=4,  # the caller of fit (fit -> prepare_model -> here)
@@ -486,11 +532,12 @@ class ScalingLawFit(FitBase[Design]):
     # ----------------------------------------------------------------- parameters
     def credible_intervals(self, level: float = 0.9) -> pd.DataFrame:
         """Tidy table of parameter credible intervals (see
-        :func:`bayescale.report.table.credible_intervals`), ready for a paper via
+        :func:`bayescale.parameter_table.parameter_intervals`), ready for a paper via
         :func:`bayescale.report.table.to_latex` or ``to_markdown``."""
-        from bayescale.report.table import credible_intervals
-
-        return credible_intervals(self, level=level)
+        return parameter_intervals(
+            self.idata.posterior, n0=self.n0, d0=self.d0, use_arch=self.options.use_arch,
+            level=level,
+        )
 
     # ----------------------------------------------------------------- prediction
     def _theta_draws(self, family: str | None, arch: str | None, rng: np.random.Generator):
@@ -669,6 +716,47 @@ class ScalingLawFit(FitBase[Design]):
         return config, configs.index(config)
 
     # ----------------------------------------------------------------- experiment design
+    def theta_draws(
+        self,
+        family: str | None,
+        *,
+        arch: str | None = None,
+        random_seed: int | np.random.Generator | None = None,
+    ) -> np.ndarray:
+        """Per-draw law parameters ``theta`` (sample, 5) of one family.
+
+        ``theta`` is ``(log E, a, log alpha, b, log beta)`` at the fit's reference scales
+        (:attr:`n0`, :attr:`d0`; see :func:`bayescale.models.hierarchical.reference_log_loss`).
+
+        Parameters
+        ----------
+        family
+            A family of the fit (its posterior draws), or any other name or ``None`` for one
+            new family per posterior draw from the population (or from ``arch``'s level), as
+            :meth:`predict` draws it.
+        arch
+            For a new family of a known architecture (needs an arch level; not with a known
+            ``family``).
+        random_seed
+            Seed of the new-family draws (default: the fit's seed), or a generator, which gives
+            independent families on each call.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape (sample, 5).
+
+        Raises
+        ------
+        ValueError
+            If both a known family and ``arch`` are given, or ``arch`` without an arch level.
+        KeyError
+            If ``arch`` is not an architecture of the fit.
+        """
+        rng = (random_seed if isinstance(random_seed, np.random.Generator)
+               else self._rng(5, random_seed))
+        return self._theta_draws(family, arch, rng)
+
     def family_draws(
         self,
         family: str | None,
@@ -688,13 +776,28 @@ class ScalingLawFit(FitBase[Design]):
         """
         rng = (random_seed if isinstance(random_seed, np.random.Generator)
                else self._rng(5, random_seed))
-        theta = self._theta_draws(family, arch, rng)
+        theta = self.theta_draws(family, arch=arch, random_seed=rng)
         kappa = self._kappa_family_draws(family, arch, rng) if self.schedule_aware else None
         return theta, kappa
 
     def seed_sd(self, params: float | Sequence[float] | np.ndarray) -> np.ndarray:
-        """Draws of the seed sd on log-loss at each parameter count (sample, point)."""
-        n = np.atleast_1d(np.asarray(params, dtype=float))
+        """Draws of the seed sd on log-loss at each parameter count (sample, point).
+
+        Parameters
+        ----------
+        params
+            Parameter counts (point,), the same for every draw; or a 2-D array (sample, point)
+            with each posterior draw's own parameter counts (e.g. a per-draw optimum).
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape (sample, point).
+        """
+        n = np.asarray(params, dtype=float)
+        if n.ndim == 2:  # per-draw parameter counts
+            return self._tau_run(np.log(n / self.n0))
+        n = np.atleast_1d(n)
         return self._tau_run(np.log(n / self.n0)[None, :])
 
     def next_runs(self, target: Any, candidates: pd.DataFrame, budget: float | None = None,
@@ -739,13 +842,6 @@ class ScalingLawFit(FitBase[Design]):
             ``tokens_interval``, ``loss_interval`` (point, level, bound); see
             :mod:`bayescale.derived`.
         """
-        from bayescale.derived import (
-            broadcast_inputs,
-            chinchilla_compute_optimal,
-            quantity_dataset,
-        )
-        from bayescale.laws.chinchilla import from_reference_scale
-
         x = broadcast_inputs(flops=flops)
         theta = self._theta_draws(family, arch, self._rng(4, random_seed))
         usual = from_reference_scale(
@@ -769,43 +865,9 @@ def load(path: str | Path) -> ScalingLawFit | KaplanFit:
     The law stored in the file decides the class. The loaded fit predicts identically to the
     saved one.
     """
-    with quiet_arviz():
-        idata = az.from_netcdf(str(path))
-    if "fit_data" not in idata.groups():
-        raise ValueError(f"{path} is not a bayescale fit (no fit_data group)")
-    idata.load()
-    fit_data = idata["fit_data"]
-    meta = json.loads(fit_data.attrs["bayescale_meta"])
-    data = _dataset_to_frame(fit_data)
+    idata, data, meta = read_fit_file(path)
     if meta.get("law") == "kaplan":
-        from bayescale.kaplan_fit import KaplanFit
-
         return KaplanFit(idata=idata, data=data, meta=meta)
     opts = dict(meta["options"])
     opts["hierarchy"] = tuple(opts["hierarchy"])
     return ScalingLawFit(idata=idata, data=data, options=ModelOptions(**opts), meta=meta)
-
-
-def _frame_to_dataset(df: pd.DataFrame) -> xr.Dataset:
-    frame = df.reset_index(drop=True).copy()
-    for col in frame.columns:
-        series = frame[col]
-        if isinstance(series.dtype, pd.api.extensions.ExtensionDtype) and (
-            pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
-        ):
-            # nullable Int64/Float64/boolean: NetCDF has no NA; missing values become NaN
-            frame[col] = series.to_numpy(dtype="float64", na_value=np.nan)
-        elif not (pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)):
-            frame[col] = series.astype(str).to_numpy(dtype=object)
-    frame.index.name = "obs"
-    ds = xr.Dataset.from_dataframe(frame)
-    ds.attrs["columns"] = json.dumps(list(frame.columns))
-    return ds
-
-
-def _dataset_to_frame(ds: xr.Dataset) -> pd.DataFrame:
-    columns = json.loads(ds.attrs["columns"])
-    frame = ds.to_dataframe().reset_index(drop=True)[columns]
-    for col in ("family", "run"):
-        frame[col] = frame[col].astype(str)
-    return frame

@@ -8,7 +8,6 @@ posterior, summarises it, stores post-processed draws and writes the fit to disk
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ import xarray as xr
 from bayescale.inference import Diagnostics, diagnose
 from bayescale.models.design import Design
 from bayescale.models.likelihood import ar_phi, numpy_segment_sum
+from bayescale.persistence import fit_data_group
 from bayescale.quiet import quiet_arviz
 
 __all__ = ["FitBase"]
@@ -222,17 +222,12 @@ class FitBase(ABC, Generic[DesignT]):
 
     # ----------------------------------------------------------------- persistence
     def _add_data_groups(self) -> None:
-        from bayescale.fit import _FORMAT_VERSION, _frame_to_dataset
-
         checkpoints = self._checkpoint_design()
         obs = xr.Dataset(
             {"log_loss": ("obs", checkpoints.log_loss)},
             coords={"obs": np.arange(checkpoints.n_obs)},
         )
-        fit_data = _frame_to_dataset(self.data)
-        fit_data.attrs["bayescale_meta"] = json.dumps(self.meta)
-        fit_data.attrs["bayescale_format"] = _FORMAT_VERSION
-        groups = {"observed_data": obs, "fit_data": fit_data}
+        groups = {"observed_data": obs, "fit_data": fit_data_group(self.data, self.meta)}
         for name in groups:
             if name in self.idata.groups():
                 delattr(self.idata, name)

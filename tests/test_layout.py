@@ -1,0 +1,234 @@
+"""The import graph of ``bayescale`` follows the data flow: no circle, no import from above.
+
+Read from the source with :mod:`ast` (nothing is imported). Imports under
+``if TYPE_CHECKING:`` are annotations only and are not edges. Imports inside a function
+(*lazy*) are edges too: a lazy import from a higher layer, or one that closes a circle, must
+be listed in :data:`KNOWN_LAZY` with its reason, and the list may only shrink.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "bayescale"
+
+#: Layers from the bottom up; a module may import from its own layer and the layers below.
+#: A name ending in "." is a package prefix (the package and its submodules).
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("base", ("errors", "quiet", "compiled", "intervals", "derived", "persistence")),
+    ("data", ("data.",)),
+    ("laws", ("laws.",)),
+    ("models", ("models.",)),
+    ("sampling", ("inference",)),
+    ("fits", ("fit_base", "parameter_table", "kaplan_fit", "fit", "seeds")),
+    ("posterior use", ("compare", "planning", "prior_check", "simulate", "simulate_kaplan")),
+    ("baselines", ("baselines",)),
+    ("evaluate and checks", ("evaluate", "validation", "batch")),
+    ("report", ("report.",)),
+    ("front ends", ("demo", "cli", "")),
+)
+
+#: Lazy imports that go up a layer or close a circle, kept for now (issue 22), with the reason.
+KNOWN_LAZY: dict[tuple[str, str], str] = {
+    ("fit", "planning"): "ScalingLawFit.next_runs, the documented shortcut to planning.next_runs",
+    ("batch", "evaluate"): "batch runs evaluate's protocol per task (evaluate <-> batch)",
+    ("evaluate", "batch"): "evaluate(client=) hands its fits to fit_many (evaluate <-> batch)",
+    ("batch", "validation"): "batch reuses validation's compiled RefitModel (batch <-> validation)",
+    ("validation", "batch"): "validation runs its replications on batch's Dask client",
+    ("batch", ""): "batch reads bayescale.fit's defaults and __version__ from the package",
+    ("evaluate", ""): "evaluate calls bayescale.fit through the package",
+}
+
+
+def _module_names() -> dict[str, Path]:
+    """Module name relative to ``bayescale`` ("" for the package itself) -> file."""
+    out = {}
+    for path in SRC.rglob("*.py"):
+        parts = list(path.relative_to(SRC).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+MODULES = _module_names()
+
+
+def _resolve(node: ast.Import | ast.ImportFrom, module: str, is_package: bool) -> list[str]:
+    """The bayescale modules (relative names) an import statement loads."""
+    if isinstance(node, ast.Import):
+        names = [a.name for a in node.names]
+    else:
+        if node.level:
+            base = ["bayescale", *(module.split(".") if module else [])]
+            if not is_package:
+                base = base[:-1]
+            base = base[: len(base) - (node.level - 1)]
+            parent = ".".join([*base, *([node.module] if node.module else [])])
+        else:
+            parent = node.module or ""
+        names = []
+        for alias in node.names:
+            sub = f"{parent}.{alias.name}"
+            names.append(sub if sub.removeprefix("bayescale.") in MODULES else parent)
+    out = []
+    for name in names:
+        if name == "bayescale" or name.startswith("bayescale."):
+            rel = name.removeprefix("bayescale").removeprefix(".")
+            if rel != module:
+                out.append(rel)
+    return out
+
+
+def _edges() -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """(module-level edges, lazy edges) between bayescale modules, TYPE_CHECKING excluded."""
+    top: set[tuple[str, str]] = set()
+    lazy: set[tuple[str, str]] = set()
+    for module, path in MODULES.items():
+        is_package = path.name == "__init__.py"
+
+        def visit(node: ast.AST, in_function: bool, module=module, is_package=is_package) -> None:
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                    for grandchild in child.orelse:
+                        visit(grandchild, in_function)
+                    continue
+                if isinstance(child, (ast.Import, ast.ImportFrom)):
+                    for target in _resolve(child, module, is_package):
+                        (lazy if in_function else top).add((module, target))
+                function = isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
+                visit(child, in_function or function)
+
+        visit(ast.parse(path.read_text()), False)
+    return top, lazy - top
+
+
+TOP, LAZY = _edges()
+
+
+def _layer(module: str) -> int:
+    for rank, (_, members) in enumerate(LAYERS):
+        for member in members:
+            if member.endswith("."):
+                if module == member[:-1] or module.startswith(member):
+                    return rank
+            elif module == member:
+                return rank
+    raise KeyError(module)
+
+
+def _cycles(edges: set[tuple[str, str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    graph: dict[str, list[str]] = {}
+    for a, b in edges:
+        graph.setdefault(a, []).append(b)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def connect(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, []):
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            connect(v)
+    return found
+
+
+def test_every_module_has_a_layer():
+    missing = []
+    for module in MODULES:
+        try:
+            _layer(module)
+        except KeyError:
+            missing.append(module)
+    assert not missing, f"add these modules to LAYERS: {missing}"
+
+
+def test_module_level_imports_have_no_circle():
+    assert _cycles(TOP) == []
+
+
+def test_module_level_imports_do_not_go_up():
+    upward = sorted((a, b) for a, b in TOP if _layer(b) > _layer(a))
+    assert upward == [], f"module-level imports from a higher layer: {upward}"
+
+
+def test_lazy_imports_neither_go_up_nor_close_a_circle():
+    allowed = set(KNOWN_LAZY)
+    upward = {(a, b) for a, b in LAZY if _layer(b) > _layer(a)}
+    assert upward <= allowed, f"lazy imports from a higher layer: {sorted(upward - allowed)}"
+    assert _cycles((TOP | LAZY) - allowed) == []
+
+
+@pytest.mark.parametrize("edge", sorted(KNOWN_LAZY))
+def test_known_lazy_imports_still_exist(edge):
+    """A listed exception that is gone must leave the list, so the list only shrinks."""
+    assert edge in LAZY, f"{edge} no longer imports lazily: remove it from KNOWN_LAZY"
+
+
+def test_persistence_and_intervals_sit_below_the_fits():
+    for module in ("fit_base", "kaplan_fit", "fit"):
+        assert ("persistence", module) not in TOP | LAZY
+    assert ("fit_base", "fit") not in TOP | LAZY
+    assert ("fit", "report.table") not in TOP | LAZY
+
+
+# ------------------------------------------------------------------------------- public API
+def test_every_name_in_all_resolves_and_is_documented():
+    import inspect
+
+    import bayescale
+
+    assert len(set(bayescale.__all__)) == len(bayescale.__all__)
+    undocumented = []
+    for name in bayescale.__all__:
+        obj = getattr(bayescale, name)  # raises if the name does not resolve
+        if inspect.isfunction(obj) or inspect.isclass(obj) or inspect.ismodule(obj):
+            if not (inspect.getdoc(obj) or "").strip():
+                undocumented.append(name)
+    assert undocumented == []
+
+
+def test_top_level_entry_points():
+    import importlib
+    import types
+
+    import bayescale as bs
+
+    compare_module = importlib.import_module("bayescale.compare")
+    evaluate_module = importlib.import_module("bayescale.evaluate")
+    planning_module = importlib.import_module("bayescale.planning")
+    assert bs.compare is compare_module.compare
+    assert bs.compare_models is compare_module.compare_models
+    assert bs.evaluate is evaluate_module.evaluate
+    assert bs.next_runs is planning_module.next_runs
+    assert bs.credible_intervals is bs.report.credible_intervals
+    assert isinstance(bs.report, types.ModuleType) and callable(bs.report.html)
+    assert isinstance(bs.baselines, types.ModuleType) and callable(bs.baselines.fit_huber)
+    # the modules behind functions of the same name stay importable by their full path
+    from bayescale.compare import compare_models  # noqa: F401
+    from bayescale.evaluate import METHODS  # noqa: F401
