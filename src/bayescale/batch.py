@@ -43,6 +43,7 @@ import socket
 import tempfile
 import threading
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -588,7 +589,8 @@ def run_on_dask(
     """Submit ``func(*args)`` for every ``key: args`` and hand each outcome to ``on_done``.
 
     ``on_done(key, result, error)`` is called in this thread as each task completes (``error``
-    is the exception of a task that raised or was lost, else None). Keys name the Dask tasks.
+    is the exception of a task that raised or was lost, else None). Keys (with a suffix per
+    call) name the Dask tasks.
 
     Parameters
     ----------
@@ -605,10 +607,15 @@ def run_on_dask(
     progress
         Show Dask's progress bar.
     """
+    from concurrent.futures import CancelledError
+
     from distributed import as_completed
 
+    # One Dask key per call: a rerun after Ctrl-C must not be handed the cancelled future of
+    # the interrupted call, which the scheduler may still hold under the same key.
+    call_id = uuid.uuid4().hex[:8]
     futures = {
-        client.submit(func, *args, key=key, retries=retries, pure=False): key
+        client.submit(func, *args, key=f"{key}-{call_id}", retries=retries, pure=False): key
         for key, args in calls.items()
     }
     bar = _progress(client, list(futures)) if progress and futures else None
@@ -622,11 +629,12 @@ def run_on_dask(
                     error = fut.exception()
                 except BaseException as err:  # cancelled
                     error = err
+                if error is None:  # not finished, yet no exception: never a result
+                    error = CancelledError(f"task {key} ended as {fut.status!r}")
                 on_done(key, None, error)
             fut.release()
     except BaseException:
-        for fut in futures:
-            fut.cancel()
+        client.cancel(list(futures))  # waits for the scheduler, unlike Future.cancel
         raise
     finally:
         if bar is not None:
