@@ -299,6 +299,18 @@ def test_evaluate_baselines_table_and_csv(protocol_csv: Path, tmp_path: Path):
     assert (results["are"] < 0.2).all()
 
 
+def test_evaluate_on_a_local_dask_cluster_equals_the_serial_run(protocol_csv: Path, tmp_path):
+    serial, dask = tmp_path / "serial.csv", tmp_path / "dask.csv"
+    args = ("evaluate", str(protocol_csv), "--methods", "curve_fit", "most_trained", "--csv")
+    assert run_cli(*args, str(serial)).returncode == 0
+    proc = run_cli(*args, str(dask), "--scheduler", "local")
+    assert proc.returncode == 0, proc.stderr
+    cols = ["family", "method", "status", "are"]
+    a = pd.read_csv(serial)[cols].sort_values(cols[:2]).reset_index(drop=True)
+    b = pd.read_csv(dask)[cols].sort_values(cols[:2]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+
+
 def test_evaluate_min_models_skips_every_family(protocol_csv: Path):
     proc = run_cli("evaluate", str(protocol_csv), "--methods", "curve_fit", "--min-models", "4")
     assert_one_line_error(proc, "no family could be evaluated", "min_models=4")

@@ -197,6 +197,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         warmup_tokens=warmup,
         max_points=args.max_points,
         verbose=args.verbose,
+        client=args.scheduler,
     )
     if args.csv:
         results.to_csv(args.csv, index=False)
@@ -437,6 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--csv", default=None, help="write the tidy family x method results here")
     p.add_argument("--verbose", action="store_true", help="one line per family and method")
+    p.add_argument("--scheduler", default=None,
+                   help="run the fits as one batch on Dask: a scheduler address (e.g. "
+                   "tcp://host:8786) or 'local' for a local cluster (default: one after another)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser(
