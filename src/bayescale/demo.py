@@ -209,7 +209,7 @@ def run_demo(
         ``"late"`` (the last 30% of each run).
     draws, tune, chains
         Sampler settings (default 400/400/2, quick 200/300/2), raised by the full demo to
-        4 chains (language: 500 draws after 1000 tuning steps; routing: 1000 after 1000) and
+        4 chains of 1000 draws after 1000 tuning steps (language and routing) and
         with the routing fit tuning 300 steps longer in quick mode.
     random_seed
         Seed of both fits.
@@ -259,10 +259,11 @@ def run_demo(
     )
     # Families seen at one or two sizes (RedPajama, OLMo-1, datablations) leave parameters to
     # the family spread: a funnel that mixes far better in non-centred coordinates, with a
-    # higher acceptance target (0.99 halves the divergences of 0.95) and four chains.
+    # higher acceptance target (0.99 halves the divergences of 0.95) and four chains of 1000
+    # draws (with 500, R-hat of the family spread above 1.01 and bulk ESS below 400).
     lang_kw = {"family_parameterization": "noncentered", "target_accept": 0.99}
     if not quick:
-        lang_kw.update(chains=max(chains, 4), draws=max(draws, 500), tune=max(tune, 1000))
+        lang_kw.update(chains=max(chains, 4), draws=max(draws, 1000), tune=max(tune, 1000))
     lang_draws, lang_chains = lang_kw.get("draws", draws), lang_kw.get("chains", chains)
     clock.step(f"2/6 fitting the language-model hierarchy ({lang_draws} draws x "
                f"{lang_chains} chains)")
