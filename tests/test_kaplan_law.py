@@ -333,3 +333,19 @@ def test_numba_solver_matches_brentq():
         g["alphaS"],
     )
     assert np.abs(np.exp(x) / ref - 1).max() < 1e-10
+
+
+def test_sampling_warnings_of_fit_law_kaplan_point_at_the_callers_line():
+    # fit -> fit_kaplan -> warn_on_problems: the warning names this file, not bayescale's
+    import warnings
+
+    from bayescale import SamplingWarning, fit
+
+    runs = simulate_kaplan(n_families=1, sizes=(1e6, 4e6), batch_sizes=(2**16,),
+                           random_seed=0).runs
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(runs, law="kaplan", draws=10, tune=10, chains=2, progressbar=False)
+    sampling = [w for w in caught if issubclass(w.category, SamplingWarning)]
+    assert sampling, "ten draws should fail a diagnostic"
+    assert {w.filename for w in sampling} == {__file__}

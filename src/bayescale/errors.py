@@ -1,6 +1,28 @@
-"""Exceptions and warnings raised by bayescale."""
+"""Exceptions and warnings raised by bayescale, and where its warnings point."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes ``warnings.warn`` point at the first caller outside bayescale.
+
+    Call it as the ``stacklevel`` argument of ``warnings.warn`` itself: a warning raised deep in
+    a fit (``fit -> fit_kaplan -> warn_on_problems``) then names the user's line, however many
+    bayescale frames lie between.
+    """
+    frame = sys._getframe(1)  # the function that calls warnings.warn
+    level = 1
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(
+        _PACKAGE_DIR
+    ):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 class DataError(ValueError):

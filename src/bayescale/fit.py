@@ -22,7 +22,7 @@ from bayescale.data.prepare import (
 )
 from bayescale.data.validate import validate
 from bayescale.derived import broadcast_inputs, chinchilla_compute_optimal, quantity_dataset
-from bayescale.errors import ScheduleWarning
+from bayescale.errors import ScheduleWarning, user_stacklevel
 from bayescale.fit_base import FitBase
 from bayescale.inference import (
     Sampler,
@@ -354,7 +354,7 @@ def _warn_if_unscheduled(window: FitWindow, unscheduled_from: float | None) -> N
             f"{unscheduled_from:.0%} of each run on, because a mid-run checkpoint of a decaying "
             f"schedule is not the final loss of a run that long.{one_length} {advice}",
             ScheduleWarning,
-            stacklevel=4,  # the caller of fit (fit -> prepare_model -> here)
+            stacklevel=user_stacklevel(),
         )
 
 
@@ -364,10 +364,12 @@ def _warn_if_one_size(design: Design) -> None:
         warnings.warn(
             "every family's runs are at a single model size, so the data say nothing about how "
             "loss falls with N: E, A and alpha come from the priors alone and NUTS mixes "
-            "slowly, so expect a long fit and high R-hat. For seed-to-seed spread at one size use bayescale.seed_variability; for the "
-            "scaling law, add runs at other sizes",
+            "slowly, so expect a long fit and high R-hat. For seed-to-seed spread at one size "
+            "use bayescale.seed_variability; for the scaling law, add runs at other sizes",
             UserWarning,
-            stacklevel=4,  # the caller of fit (fit -> prepare_model -> here)
+            # the caller of fit (fit -> prepare_model -> here); a UserWarning must come from
+            # bayescale's code for the CLI to show it (bayescale.quiet), so no user_stacklevel
+            stacklevel=4,
         )
 
 

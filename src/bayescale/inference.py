@@ -14,7 +14,7 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from bayescale.errors import SamplingWarning
+from bayescale.errors import SamplingWarning, user_stacklevel
 from bayescale.quiet import resolve_blas_flags
 
 Sampler = Literal["nutpie", "pymc", "numpyro"]
@@ -309,4 +309,4 @@ def warn_on_problems(
 ) -> None:
     """Emit one :class:`bayescale.SamplingWarning` per failed check."""
     for problem in diagnostics.problems(n_chains, target_accept):
-        warnings.warn(problem, SamplingWarning, stacklevel=3)
+        warnings.warn(problem, SamplingWarning, stacklevel=user_stacklevel())
