@@ -136,3 +136,6 @@ def test_save_load_round_trip(simulated_fit, tmp_path):
         loaded.critical_batch_size(3.5)["batch_size_interval"].values,
     )
     assert loaded.meta == fit.meta
+    rebuilt = bayescale.KaplanFit.from_idata(loaded.idata, loaded.data, loaded.meta)
+    c = rebuilt.trajectory(1e8, 2**18, [1e3, 1e4, 1e5], family=FAMILY)
+    np.testing.assert_array_equal(a["observed"].values, c["observed"].values)

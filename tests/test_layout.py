@@ -197,6 +197,19 @@ def test_persistence_and_intervals_sit_below_the_fits():
     assert ("fit", "report.table") not in TOP | LAZY
 
 
+def test_a_fit_is_built_in_one_place():
+    """Only ``FitBase.from_idata`` calls a fit class: no module assembles a fit itself."""
+    classes = {"ScalingLawFit", "KaplanFit", "cls"}
+    callers = []
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                name = node.func.id if isinstance(node.func, ast.Name) else None
+                if name in classes and any(k.arg == "idata" for k in node.keywords):
+                    callers.append(module)
+    assert callers == ["fit_base"]
+
+
 # ------------------------------------------------------------------------------- public API
 def test_every_name_in_all_resolves_and_is_documented():
     import inspect

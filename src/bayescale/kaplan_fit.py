@@ -131,10 +131,7 @@ def fit_kaplan(
         "l0": design.l0,
         **sampling_meta(settings, idata),
     }
-    result = KaplanFit(idata=idata, data=data, meta=meta)
-    result._design = design
-    result._add_run_effects_and_loglik()
-    result._add_data_groups()
+    result = KaplanFit.from_idata(idata, data, meta, design=design)
     warn_on_problems(result.diagnostics, chains, target_accept)
     return result
 
@@ -494,13 +491,6 @@ class KaplanFit(FitBase[KaplanDesign]):
     def _attrs(self, family: str | None) -> dict[str, str]:
         known = family is not None and family in self.families
         return {"family": family if known else "(new family)", "law": "kaplan"}
-
-    # ----------------------------------------------------------------- persistence
-    @classmethod
-    def _from_loaded(
-        cls, idata: az.InferenceData, data: pd.DataFrame, meta: dict[str, Any]
-    ) -> KaplanFit:
-        return cls(idata=idata, data=data, meta=meta)
 
 
 def check_identities(

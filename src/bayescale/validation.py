@@ -38,7 +38,8 @@ from scipy import stats
 
 from bayescale.data.prepare import drop_warmup
 from bayescale.data.validate import validate
-from bayescale.inference import SamplerSettings, sample_compiled_nutpie, sampling_meta
+from bayescale.fit import ScalingLawFit, fit_meta
+from bayescale.inference import SamplerSettings, sample_compiled_nutpie
 from bayescale.models.design import Design, build_design
 from bayescale.models.hierarchical import build_model, log_mean_curve
 from bayescale.models.likelihood import ar_phi
@@ -319,7 +320,9 @@ class RefitModel:
         if not same:
             raise ValueError("runs do not have the template's families, runs and tokens")
 
-    def fit(self, runs: pd.DataFrame, random_seed: int = 0, cores: int | None = None) -> Any:
+    def fit(
+        self, runs: pd.DataFrame, random_seed: int = 0, cores: int | None = None
+    ) -> ScalingLawFit:
         """Fit the compiled model to ``runs`` (same layout as the template).
 
         Parameters
@@ -336,9 +339,6 @@ class RefitModel:
         -------
         bayescale.ScalingLawFit
         """
-
-        from bayescale.fit import ScalingLawFit
-
         data = validate(runs)
         design = build_design(data, n0=self.design.n0, d0=self.design.d0)
         self._check_layout(design)
@@ -353,15 +353,8 @@ class RefitModel:
         settings = dataclasses.replace(self.settings, random_seed=int(random_seed))
         idata = sample_compiled_nutpie(compiled, settings, cores=cores)
         idata.sample_stats.attrs["compile_seconds"] = 0.0  # compiled once, in __init__
-        meta = {
-            "law": "chinchilla",
-            "options": self.options.to_dict(),
-            "priors": self.priors,
-            "n0": design.n0,
-            "d0": design.d0,
-            **sampling_meta(settings, idata),
-        }
-        return ScalingLawFit._from_sampling(idata, data, design, self.options, meta)
+        meta = fit_meta(self.options, self.priors, design, settings, idata)
+        return ScalingLawFit.from_idata(idata, data, meta, design=design)
 
 
 #: Compiled models of this process by layout and settings, least recently used first.
@@ -428,7 +421,7 @@ def cached_refit_model(runs: pd.DataFrame, **kwargs: Any) -> tuple[RefitModel, b
     return model, compiled
 
 
-def fit_same_layout(runs: pd.DataFrame, random_seed: int = 0, **kwargs: Any) -> Any:
+def fit_same_layout(runs: pd.DataFrame, random_seed: int = 0, **kwargs: Any) -> ScalingLawFit:
     """:func:`bayescale.fit` through a :class:`RefitModel` cached per layout and settings.
 
     The first call in a process compiles the model for the layout of ``runs``; later calls with
