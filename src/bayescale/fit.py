@@ -57,7 +57,8 @@ from bayescale.persistence import read_fit_file
 if TYPE_CHECKING:
     import pymc as pm
 
-__all__ = ["PreparedModel", "ScalingLawFit", "fit", "fit_meta", "load", "prepare_model"]
+__all__ = ["PreparedModel", "ScalingLawFit", "fit", "fit_meta", "load", "prepare_model",
+           "warn_if_unscheduled"]
 
 SUPPORTED_LAWS = ("chinchilla", "kaplan")
 
@@ -362,7 +363,7 @@ def prepare_model(
     """
     window = fit_window(validate(runs), fit_from, unscheduled_from)
     data = window.runs
-    _warn_if_unscheduled(window, unscheduled_from)
+    warn_if_unscheduled(window, unscheduled_from)
     design = build_design(data, use_arch=options.use_arch, n0=n0, d0=d0)
     if options.config_effects:
         design.check_configs()
@@ -377,8 +378,24 @@ def prepare_model(
                          resolved, {"fit_from": fit_from, "unscheduled_from": unscheduled_from})
 
 
-def _warn_if_unscheduled(window: FitWindow, unscheduled_from: float | None) -> None:
-    """Say once how runs without a learning-rate schedule are fitted, and how to do better."""
+def warn_if_unscheduled(window: FitWindow, unscheduled_from: float | None) -> None:
+    """Say once how runs without a learning-rate schedule are fitted, and how to do better.
+
+    :func:`fit` calls it through :func:`prepare_model`; a fit made some other way on the
+    same window (:func:`bayescale.fit_many` through a compiled model) calls it to warn alike.
+
+    Parameters
+    ----------
+    window
+        The fit window of the run table (:func:`bayescale.fit_window`).
+    unscheduled_from
+        The share of each unscheduled run left out, as given to :func:`fit`.
+
+    Warns
+    -----
+    bayescale.ScheduleWarning
+        When the window has runs without a schedule (stack level: the caller of ``fit``).
+    """
     advice = (
         "Give the schedule (columns schedule, warmup_tokens, final_lr_fraction, run_tokens, or "
         "an lr column; schedule='constant' for a constant LR) to fit every checkpoint"

@@ -80,7 +80,7 @@ class FitBase(ABC, Generic[DesignT]):
     ) -> Self:
         """Build a fit from its InferenceData, run table and metadata: the one constructor.
 
-        :func:`bayescale.fit`, :class:`bayescale.validation.RefitModel` and
+        :func:`bayescale.fit`, :class:`bayescale.refit.RefitModel` and
         :func:`bayescale.load` all build their fits here. An ``idata`` straight from the
         sampler (no ``fit_data`` group) is completed as a fit needs it: each run's offset is
         drawn from its conditional distribution where the model integrated it out, the
