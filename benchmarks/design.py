@@ -18,7 +18,7 @@ Prints three tables (Markdown):
    Replay the plan and the habits with the real withheld runs: realised band width and error
    after each step.
 
-Refits of simulated ladders go through :func:`bayescale.validation.fit_same_layout` (the model
+Refits of simulated ladders go through :func:`bayescale.refit.fit_same_layout` (the model
 compiled once per layout of runs; the posterior is :func:`bayescale.fit`'s), after the default
 fit window.
 
@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 import bayescale
-from bayescale import validation
+import bayescale.refit
 from bayescale.planning import UnreliableEstimateWarning, next_runs, target_band
 from bayescale.report.table import to_markdown
 
@@ -130,7 +130,7 @@ class _Case:
                              ignore_index=True)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", bayescale.SamplingWarning)
-                fit = validation.fit_same_layout(
+                fit = bayescale.refit.fit_same_layout(
                     runs, random_seed=self.case if seed is None else seed,
                     draws=self.args.draws, tune=self.args.draws,
                     chains=self.args.chains,
@@ -180,7 +180,7 @@ def _fixed_sets(cands: pd.DataFrame, budget: float, case: int) -> dict[str, list
 def prefit(args: argparse.Namespace) -> None:
     """Fit (and keep under ``--cache``) every refit the simulated tables may need that does
     not depend on the method: each ladder, each ladder plus each candidate, and the habits."""
-    validation.REFIT_CACHE_SIZE = 256
+    bayescale.refit.REFIT_CACHE_SIZE = 256
     cands = _candidates()
     seeds = [c for c in cands["candidate"] if " seed " in c]
     budget = float(sum(6 * r.params * r.tokens for r in cands.itertuples() if r.candidate in seeds))
@@ -215,7 +215,7 @@ def _random_order(cands: pd.DataFrame, budget: float, rng: np.random.Generator) 
 
 
 def simulated(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame]:
-    validation.REFIT_CACHE_SIZE = 256  # layouts recur across cases: compile each once
+    bayescale.refit.REFIT_CACHE_SIZE = 256  # layouts recur across cases: compile each once
     seeds = [c for c in _candidates()["candidate"] if " seed " in c]
     budget = float(sum(6 * r.params * r.tokens for r in _candidates().itertuples()
                        if r.candidate in seeds))

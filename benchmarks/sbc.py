@@ -14,7 +14,7 @@ population sds and family spreads, default noise, seed and AR priors), whose cur
 roughly 1.3-20 nats.
 
 Replications run in worker processes, seeded by their index; each worker compiles the model
-once (:func:`bayescale.validation.fit_same_layout`, same posterior as :func:`bayescale.fit`) and
+once (:func:`bayescale.refit.fit_same_layout`, same posterior as :func:`bayescale.fit`) and
 samples 2 chains in threads. Results are appended to a JSON-lines file so an interrupted study
 can resume.
 

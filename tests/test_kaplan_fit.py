@@ -136,3 +136,47 @@ def test_save_load_round_trip(simulated_fit, tmp_path):
         loaded.critical_batch_size(3.5)["batch_size_interval"].values,
     )
     assert loaded.meta == fit.meta
+    rebuilt = bayescale.KaplanFit.from_idata(loaded.idata, loaded.data, loaded.meta)
+    c = rebuilt.trajectory(1e8, 2**18, [1e3, 1e4, 1e5], family=FAMILY)
+    np.testing.assert_array_equal(a["observed"].values, c["observed"].values)
+
+
+def test_predict_is_the_trajectory_in_tokens(simulated_fit):
+    """predict/predictive_draws (tokens, batch_size=) and the aliases trajectory/_draws (steps)."""
+    _, fit = simulated_fit
+    batch, steps = 2.0**19, np.array([1e3, 1e4, 1e5])
+    tokens = batch * steps  # exact in floating point, so steps = tokens / batch is too
+    pred = fit.predict(3e7, tokens, FAMILY, batch_size=batch)
+    traj = fit.trajectory(3e7, batch, steps, FAMILY)
+    for name in traj.data_vars:
+        np.testing.assert_array_equal(pred[name].values, traj[name].values)
+    for coord in ("params", "tokens", "batch_size", "steps"):
+        np.testing.assert_array_equal(pred[coord].values, traj[coord].values)
+    assert pred.attrs == traj.attrs
+    draws = fit.predictive_draws(3e7, tokens, FAMILY, batch_size=batch)
+    old = fit.trajectory_draws(3e7, batch, steps, FAMILY)
+    for band in ("mean", "new_seed", "observed"):
+        np.testing.assert_array_equal(draws[band].values, old[band].values)
+    run = str(fit.idata.posterior["run"].values[0])
+    assert "new_seed" not in fit.predict(3e7, tokens, run=run, batch_size=batch)
+    with pytest.raises(TypeError):
+        fit.predict(3e7, tokens, FAMILY)  # the law needs the batch size
+
+
+def test_credible_intervals_table(simulated_fit):
+    from bayescale.parameter_table import CREDIBLE_INTERVAL_COLUMNS
+
+    _, fit = simulated_fit
+    table = fit.credible_intervals(level=0.8)
+    assert tuple(table.columns) == CREDIBLE_INTERVAL_COLUMNS
+    for p in KAPLAN_PARAMS:
+        rows = table[table["parameter"] == p]
+        assert set(rows["scope"]) == {"family", "population"}
+        assert set(rows.loc[rows["scope"] == "family", "group"]) == set(fit.families)
+    assert {"sigma_seed", "sigma_obs"} <= set(table["parameter"])
+    assert (table["lower"] <= table["median"]).all() and (table["median"] <= table["upper"]).all()
+    assert (table["level"] == 0.8).all()
+    alpha_n = fit.posterior_draws("alphaN")[:, fit.families.index(FAMILY)]
+    row = table[(table["parameter"] == "alphaN") & (table["group"] == FAMILY)].iloc[0]
+    assert row["median"] == pytest.approx(np.median(alpha_n))
+    assert bayescale.report.credible_intervals(fit).equals(fit.credible_intervals())

@@ -183,6 +183,22 @@ def test_save_load_predicts_identically(hier_fit, tmp_path):
             np.testing.assert_array_equal(a[name].values, b[name].values)
 
 
+def test_from_idata_rebuilds_a_fit_without_touching_its_idata(hier_fit):
+    """The one constructor: a saved fit's InferenceData (with fit_data) is used as it is."""
+    ll = hier_fit.idata.log_likelihood["log_loss"].values.copy()
+    rebuilt = bayescale.ScalingLawFit.from_idata(hier_fit.idata, hier_fit.data, hier_fit.meta)
+    assert rebuilt.idata is hier_fit.idata and rebuilt.options == hier_fit.options
+    np.testing.assert_array_equal(rebuilt.idata.log_likelihood["log_loss"].values, ll)
+    a = hier_fit.predict(params=5e8, tokens=1e10, family="fam1")
+    b = rebuilt.predict(params=5e8, tokens=1e10, family="fam1")
+    np.testing.assert_array_equal(a["observed"].values, b["observed"].values)
+    # fit_meta's keys, the window included
+    assert list(hier_fit.meta)[:7] == [
+        "law", "options", "priors", "n0", "d0", "fit_from", "unscheduled_from"
+    ]
+    assert hier_fit.meta["fit_from"] is None
+
+
 def test_unknown_family_and_bad_points_raise(hier_fit):
     with pytest.raises(KeyError):
         hier_fit.law_parameters("nope")

@@ -46,8 +46,7 @@ from bayescale.report import credible_intervals
 from bayescale.seeds import SeedVariability, seed_variability
 from bayescale.simulate import Simulation, simulate
 from bayescale.simulate_kaplan import KaplanSimulation, simulate_kaplan
-
-__version__ = "0.1.0"
+from bayescale.version import __version__
 
 __all__ = [
     "DEFAULT_PRIORS",

@@ -14,7 +14,7 @@ coordinates.
   model, not sampling (``benchmarks/results/FIT_MANY.md``). Tasks whose
   training tables share a layout (families, runs, sizes, tokens, schedules) and model settings
   reuse one compiled model per worker process
-  (:func:`bayescale.validation.cached_refit_model`); the first such task on a worker compiles.
+  (:func:`bayescale.refit.cached_refit_model`); the first such task on a worker compiles.
 * **Nothing lost.** A fit that raises records its error and the others go on; a task on a
   worker that dies is run again on another (Dask's ``allowed-failures``; ``retries`` reruns a
   task whose worker raised outside the fit). Each result is written to ``results_dir`` as it
@@ -25,7 +25,7 @@ coordinates.
 :func:`grid_tasks` builds the Hitchhiker's grid (number of models x share of training x
 scale-up) of every family of a run table, :func:`grid_arrays` averages a metric of its results
 over families, :func:`plot_grid` draws the heatmaps
-(:func:`bayescale.evaluate.plot_are_heatmap`), :func:`grid_summary` and :func:`grid_contrast`
+(:func:`bayescale.scoring.plot_are_heatmap`), :func:`grid_summary` and :func:`grid_contrast`
 summarise it (the latter: paired differences between two methods with bootstrap intervals
 over families).
 """
@@ -57,8 +57,27 @@ from bayescale.data.prepare import (
     _CUT_RTOL,
     DEFAULT_TARGET_FRACTION,
     DEFAULT_WARMUP_TOKENS,
+    fit_window,
     thin_log_spaced,
 )
+from bayescale.data.validate import validate
+from bayescale.fit import fit as bayescale_fit
+from bayescale.fit import warn_if_unscheduled
+from bayescale.inference import warn_on_problems
+from bayescale.refit import cached_refit_model, layout_key
+from bayescale.scoring import (
+    METHODS,
+    SCORED_BAND,
+    bayescale_fit_kwargs,
+    bootstrap_mean_interval,
+    fit_and_predict,
+    grid_split,
+    plot_are_heatmap,
+    predict_targets,
+    score_prediction,
+    summarize_warnings,
+)
+from bayescale.version import __version__
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -67,6 +86,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AUTO_REUSE_MIN_TASKS",
     "FitTask",
+    "client_for",
     "fit_many",
     "grid_arrays",
     "grid_contrast",
@@ -90,7 +110,6 @@ _REFIT_OPTIONS = (
     "target_accept",
 )
 _IGNORED_OPTIONS = ("progressbar", "random_seed", "fit_from", "unscheduled_from")
-_BAND = {"bayescale": "observed", "huber_bootstrap": "observed"}
 
 #: Columns of :func:`fit_many`'s table, after the coordinates.
 RESULT_COLUMNS: tuple[str, ...] = (
@@ -136,7 +155,6 @@ class FitTask:
     n_boot
         Bootstrap replicates of ``"huber_bootstrap"``.
     """
-
     runs: pd.DataFrame
     target: pd.DataFrame | None = None
     method: str = "bayescale"
@@ -149,8 +167,6 @@ class FitTask:
 
 
 def _as_task(task: FitTask | Mapping[str, Any], index: int) -> FitTask:
-    from bayescale.evaluate import METHODS
-
     if not isinstance(task, FitTask):
         task = FitTask(**dict(task))
     kwargs = dict(task.fit_kwargs)
@@ -223,8 +239,6 @@ def task_key(task: FitTask, reuse_compiled: bool = False) -> str:
     str
         A 40-character hex digest.
     """
-    from bayescale import __version__
-
     content = {
         "bayescale": __version__,
         "runs": _frame_digest(task.runs),
@@ -241,16 +255,14 @@ def task_key(task: FitTask, reuse_compiled: bool = False) -> str:
 
 @functools.cache
 def _fit_defaults() -> dict[str, Any]:
-    import bayescale
-
-    sig = inspect.signature(bayescale.fit)
+    sig = inspect.signature(bayescale_fit)
     return {
         name: p.default for name, p in sig.parameters.items() if p.default is not p.empty
     }
 
 
 def _refit_options(fit_kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The :class:`~bayescale.validation.RefitModel` arguments of a fit, or None if it has an
+    """The :class:`~bayescale.refit.RefitModel` arguments of a fit, or None if it has an
     option only :func:`bayescale.fit` handles."""
     defaults = _fit_defaults()
     out: dict[str, Any] = {}
@@ -269,9 +281,6 @@ def _refit_options(fit_kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def _fitted_window(task: FitTask, kwargs: Mapping[str, Any]) -> Any:
     """The checkpoints :func:`bayescale.fit` fits (its fit window) of a task's run table."""
-    from bayescale.data.prepare import fit_window
-    from bayescale.data.validate import validate
-
     defaults = _fit_defaults()
     return fit_window(
         validate(task.runs),
@@ -282,13 +291,10 @@ def _fitted_window(task: FitTask, kwargs: Mapping[str, Any]) -> Any:
 
 def _layout(task: FitTask) -> str | None:
     """Key of the compiled model a Bayesian task can share, or None."""
-    from bayescale.evaluate import _bayescale_kwargs
-    from bayescale.validation import layout_key
-
     if task.method != "bayescale":
         return None
     try:
-        kwargs = _bayescale_kwargs(task.runs, task.fit_kwargs, task.random_seed)
+        kwargs = bayescale_fit_kwargs(task.runs, task.fit_kwargs, task.random_seed)
         options = _refit_options(kwargs)
         if options is None:
             return None
@@ -315,21 +321,16 @@ def _plan_reuse(tasks: Sequence[FitTask], reuse_compiled: bool | str) -> list[bo
 
 def _fit_bayescale(task: FitTask, reuse: bool, threads: int | None) -> tuple[Any, str, float]:
     """Fit a Bayesian task: ``(fit, compile path, compile seconds)``."""
-    import bayescale
-    from bayescale.evaluate import _bayescale_kwargs
-
-    kwargs = _bayescale_kwargs(task.runs, task.fit_kwargs, task.random_seed)
+    kwargs = bayescale_fit_kwargs(task.runs, task.fit_kwargs, task.random_seed)
     if not reuse:
-        fit = bayescale.fit(task.runs, **kwargs)
+        fit = bayescale_fit(task.runs, **kwargs)
         return fit, "own", float(fit.meta.get("compile_seconds", np.nan))
-    from bayescale.fit import _warn_if_unscheduled
-    from bayescale.inference import warn_on_problems
-    from bayescale.validation import cached_refit_model
-
     options = _refit_options(kwargs)
     assert options is not None  # planned by _plan_reuse
     window = _fitted_window(task, kwargs)  # what bayescale.fit fits
-    _warn_if_unscheduled(window, kwargs.get("unscheduled_from", _fit_defaults()["unscheduled_from"]))
+    warn_if_unscheduled(
+        window, kwargs.get("unscheduled_from", _fit_defaults()["unscheduled_from"])
+    )
     t0 = time.perf_counter()
     model, compiled = cached_refit_model(window.runs, **options)
     seconds = time.perf_counter() - t0 if compiled else 0.0
@@ -349,9 +350,6 @@ def _run_task(
     task: FitTask, reuse: bool, keep_posterior: bool, threads: int | None
 ) -> dict[str, Any]:
     """Fit and score one task; an error of the fit is a result, not an exception."""
-    from bayescale.evaluate import _predict_targets, _summarize_warnings, fit_and_predict
-    from bayescale.evaluate import score_prediction as score
-
     t0 = time.perf_counter()
     record: dict[str, Any] = {
         "method": task.method,
@@ -379,7 +377,7 @@ def _run_task(
                     "min_ess_tail": diag.min_ess_tail,
                 }
                 if task.target is not None:
-                    pred, draws = _predict_targets(fit, task.target, task.family)
+                    pred, draws = predict_targets(fit, task.target, task.family)
                 if keep_posterior:
                     record["_posterior"] = _posterior_bytes(fit)
             else:
@@ -388,12 +386,13 @@ def _run_task(
                     task.n_boot, task.random_seed,
                 )
             if pred is not None:
-                record |= score(task.target, pred, _BAND.get(task.method, "observed"), draws)
+                band = SCORED_BAND.get(task.method, "observed")
+                record |= score_prediction(task.target, pred, band, draws)
         record |= {"status": "ok", "error": ""}
     except Exception as err:  # a failed fit is a result, not the end of the batch
         record |= {"status": "failed", "error": f"{type(err).__name__}: {err}"}
         record.pop("_posterior", None)
-    record["warnings"] = _summarize_warnings(caught)
+    record["warnings"] = summarize_warnings(caught)
     record["finished"] = time.time()
     record["total_seconds"] = time.perf_counter() - t0
     return {k: _jsonable(v) if k != "_posterior" else v for k, v in record.items()}
@@ -492,8 +491,21 @@ def local_client(
 
 
 @contextlib.contextmanager
-def _client_for(client: Client | str | None, n_workers: int | None) -> Iterator[Client]:
-    """The client to use, closing the one made here (and its cluster) afterwards."""
+def client_for(client: Client | str | None, n_workers: int | None) -> Iterator[Client]:
+    """The Dask client to use, closing the one made here (and its cluster) afterwards.
+
+    Parameters
+    ----------
+    client
+        A ``distributed.Client`` (used as it is, not closed), a scheduler address (a client
+        connected to it), or ``None`` (:func:`local_client` with ``n_workers``).
+    n_workers
+        Workers of the local cluster started for ``client=None``.
+
+    Yields
+    ------
+    distributed.Client
+    """
     from distributed import Client
 
     if client is None:
@@ -756,7 +768,7 @@ def fit_many(
         for key, args in todo.items():
             on_done(key, _run_task(*args), None)
     elif todo:
-        with _client_for(client, n_workers) as dask_client:
+        with client_for(client, n_workers) as dask_client:
             link = dashboard_link(dask_client) if progress else None
             if link:
                 print(f"Dask dashboard: {link}", flush=True)
@@ -865,8 +877,6 @@ def grid_tasks(
         Coordinates ``family``, ``method``, ``scale_up``, ``n_models``, ``fraction``; named
         ``family/method/m<m>/k<k>/q<q>``.
     """
-    from bayescale.evaluate import _grid_split
-
     qs = [float(q) for q in fractions]
     if any(not 0 < q <= 1 for q in qs):
         raise ValueError(f"fractions must be in (0, 1]; got {qs}")
@@ -876,7 +886,7 @@ def grid_tasks(
     tasks: list[FitTask] = []
     for family in families:
         fam = runs.loc[runs["family"].astype(str) == family]
-        train, target, sizes = _grid_split(fam, warmup_tokens, target_fraction)
+        train, target, sizes = grid_split(fam, warmup_tokens, target_fraction)
         if target.empty:
             continue
         n_target = float(fam["params"].max())
@@ -995,7 +1005,6 @@ def plot_grid(
     """
     import matplotlib.pyplot as plt
 
-    from bayescale.evaluate import plot_are_heatmap
 
     da = grid_arrays(results, metric, method)
     bins = da["scale_up"].values[:max_panels]
@@ -1093,8 +1102,6 @@ def grid_contrast(
         ``mean_method``, ``mean_reference``, ``mean_diff``, ``diff_lower``, ``diff_upper``
         and ``share_cells_method_better``.
     """
-    from bayescale.evaluate import bootstrap_mean_interval
-
     frame = results.reset_index()
     frame = frame.loc[frame["status"] == "ok"]
     cell = ["family", "scale_up", "n_models", "fraction"]

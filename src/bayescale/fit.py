@@ -57,7 +57,8 @@ from bayescale.persistence import read_fit_file
 if TYPE_CHECKING:
     import pymc as pm
 
-__all__ = ["PreparedModel", "ScalingLawFit", "fit", "load", "prepare_model"]
+__all__ = ["PreparedModel", "ScalingLawFit", "fit", "fit_meta", "load", "prepare_model",
+           "warn_if_unscheduled"]
 
 SUPPORTED_LAWS = ("chinchilla", "kaplan")
 
@@ -260,17 +261,65 @@ class PreparedModel:
     window: dict[str, float | None] = field(default_factory=dict)
 
     def to_fit(self, idata: az.InferenceData, settings: SamplerSettings) -> ScalingLawFit:
-        """The :class:`ScalingLawFit` of draws ``idata`` sampled from :attr:`model`."""
-        meta = {
-            "law": "chinchilla",
-            "options": self.options.to_dict(),
-            "priors": self.priors,
-            "n0": self.design.n0,
-            "d0": self.design.d0,
-            **self.window,
-            **sampling_meta(settings, idata),
-        }
-        return ScalingLawFit._from_sampling(idata, self.data, self.design, self.options, meta)
+        """The :class:`ScalingLawFit` of draws ``idata`` sampled from :attr:`model`.
+
+        Parameters
+        ----------
+        idata
+            The sampler's InferenceData (completed in place, see
+            :meth:`ScalingLawFit.from_idata`).
+        settings
+            The sampler settings ``idata`` was drawn with.
+
+        Returns
+        -------
+        ScalingLawFit
+        """
+        meta = fit_meta(self.options, self.priors, self.design, settings, idata, self.window)
+        return ScalingLawFit.from_idata(idata, self.data, meta, design=self.design)
+
+
+def fit_meta(
+    options: ModelOptions,
+    priors: Mapping[str, Mapping[str, float]],
+    design: Design,
+    settings: SamplerSettings,
+    idata: az.InferenceData,
+    window: Mapping[str, float | None] | None = None,
+) -> dict[str, Any]:
+    """The metadata of a Chinchilla-form fit, as :meth:`ScalingLawFit.from_idata` takes it.
+
+    Parameters
+    ----------
+    options
+        Modelling options.
+    priors
+        The resolved priors.
+    design
+        The model's design (its reference scales ``n0`` and ``d0``).
+    settings
+        The sampler settings.
+    idata
+        The sampler's InferenceData (its compile and sampling seconds).
+    window
+        ``fit_from`` and ``unscheduled_from`` where the fitted checkpoints were chosen by
+        them (see :attr:`PreparedModel.window`); left out of the metadata when ``None``.
+
+    Returns
+    -------
+    dict
+        ``law``, ``options``, ``priors``, ``n0``, ``d0``, the window's entries, and
+        :func:`bayescale.inference.sampling_meta` (seed, sampler settings and timing).
+    """
+    return {
+        "law": "chinchilla",
+        "options": options.to_dict(),
+        "priors": priors,
+        "n0": design.n0,
+        "d0": design.d0,
+        **(window or {}),
+        **sampling_meta(settings, idata),
+    }
 
 
 def prepare_model(
@@ -314,7 +363,7 @@ def prepare_model(
     """
     window = fit_window(validate(runs), fit_from, unscheduled_from)
     data = window.runs
-    _warn_if_unscheduled(window, unscheduled_from)
+    warn_if_unscheduled(window, unscheduled_from)
     design = build_design(data, use_arch=options.use_arch, n0=n0, d0=d0)
     if options.config_effects:
         design.check_configs()
@@ -329,8 +378,24 @@ def prepare_model(
                          resolved, {"fit_from": fit_from, "unscheduled_from": unscheduled_from})
 
 
-def _warn_if_unscheduled(window: FitWindow, unscheduled_from: float | None) -> None:
-    """Say once how runs without a learning-rate schedule are fitted, and how to do better."""
+def warn_if_unscheduled(window: FitWindow, unscheduled_from: float | None) -> None:
+    """Say once how runs without a learning-rate schedule are fitted, and how to do better.
+
+    :func:`fit` calls it through :func:`prepare_model`; a fit made some other way on the
+    same window (:func:`bayescale.fit_many` through a compiled model) calls it to warn alike.
+
+    Parameters
+    ----------
+    window
+        The fit window of the run table (:func:`bayescale.fit_window`).
+    unscheduled_from
+        The share of each unscheduled run left out, as given to :func:`fit`.
+
+    Warns
+    -----
+    bayescale.ScheduleWarning
+        When the window has runs without a schedule (stack level: the caller of ``fit``).
+    """
     advice = (
         "Give the schedule (columns schedule, warmup_tokens, final_lr_fraction, run_tokens, or "
         "an lr column; schedule='constant' for a constant LR) to fit every checkpoint"
@@ -406,19 +471,8 @@ class ScalingLawFit(FitBase[Design]):
 
     # ----------------------------------------------------------------- construction
     @classmethod
-    def _from_sampling(
-        cls,
-        idata: az.InferenceData,
-        data: pd.DataFrame,
-        design: Design,
-        options: ModelOptions,
-        meta: dict[str, Any],
-    ) -> ScalingLawFit:
-        obj = cls(idata=idata, data=data, options=options, meta=meta)
-        obj._design = design
-        obj._add_run_effects_and_loglik()
-        obj._add_data_groups()
-        return obj
+    def _fields_from_meta(cls, meta: dict[str, Any]) -> dict[str, Any]:
+        return {"options": ModelOptions(**meta["options"])}  # hierarchy: list -> tuple
 
     @property
     def design(self) -> Design:
@@ -868,8 +922,5 @@ def load(path: str | Path) -> ScalingLawFit | KaplanFit:
     saved one.
     """
     idata, data, meta = read_fit_file(path)
-    if meta.get("law") == "kaplan":
-        return KaplanFit(idata=idata, data=data, meta=meta)
-    opts = dict(meta["options"])
-    opts["hierarchy"] = tuple(opts["hierarchy"])
-    return ScalingLawFit(idata=idata, data=data, options=ModelOptions(**opts), meta=meta)
+    cls = KaplanFit if meta.get("law") == "kaplan" else ScalingLawFit
+    return cls.from_idata(idata, data, meta)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import arviz as az
 import numpy as np
@@ -39,8 +39,9 @@ _SUMMARY_QUANTILES = {
 class FitBase(ABC, Generic[DesignT]):
     """Shared behaviour of a fitted hierarchical law (subclasses are dataclasses).
 
-    Subclasses set the class attributes below and implement :attr:`design` and
-    :meth:`_checkpoint_design`.
+    Subclasses set the class attributes below and implement :attr:`design`,
+    :meth:`_checkpoint_design` and :meth:`_add_run_effects_and_loglik`. A fit is built by
+    :meth:`from_idata` only, after sampling and after loading alike.
 
     Attributes
     ----------
@@ -67,6 +68,57 @@ class FitBase(ABC, Generic[DesignT]):
     def __post_init__(self) -> None:
         self._design = None
 
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def from_idata(
+        cls,
+        idata: az.InferenceData,
+        data: pd.DataFrame,
+        meta: dict[str, Any],
+        *,
+        design: DesignT | None = None,
+    ) -> Self:
+        """Build a fit from its InferenceData, run table and metadata: the one constructor.
+
+        :func:`bayescale.fit`, :class:`bayescale.refit.RefitModel` and
+        :func:`bayescale.load` all build their fits here. An ``idata`` straight from the
+        sampler (no ``fit_data`` group) is completed as a fit needs it: each run's offset is
+        drawn from its conditional distribution where the model integrated it out, the
+        ``log_likelihood`` group is replaced by one value per run (or config), and the groups
+        ``observed_data`` and ``fit_data`` (run table and metadata) are added. An ``idata``
+        that has ``fit_data`` (a saved fit's) is used as it is.
+
+        Parameters
+        ----------
+        idata
+            The sampler's InferenceData (modified in place), or a saved fit's.
+        data
+            The validated run table the model was fitted to (the fitted checkpoints only).
+        meta
+            The fit's metadata: ``law``, ``options``, ``priors``, the reference scales,
+            ``random_seed`` and the sampler's settings and timing (see
+            :func:`bayescale.fit.fit_meta`); JSON-serialisable, it is stored with the fit.
+        design
+            The design the model was built from, if at hand (else rebuilt from ``data`` and
+            ``meta`` when first needed).
+
+        Returns
+        -------
+        FitBase
+            A fit of this class.
+        """
+        fit = cls(idata=idata, data=data, meta=meta, **cls._fields_from_meta(meta))
+        fit._design = design
+        if "fit_data" not in idata.groups():  # straight from the sampler
+            fit._add_run_effects_and_loglik()
+            fit._add_data_groups()
+        return fit
+
+    @classmethod
+    def _fields_from_meta(cls, meta: dict[str, Any]) -> dict[str, Any]:
+        """Dataclass fields of the subclass beyond ``idata``, ``data`` and ``meta``."""
+        return {}
+
     @property
     @abstractmethod
     def design(self) -> DesignT:
@@ -75,6 +127,10 @@ class FitBase(ABC, Generic[DesignT]):
     @abstractmethod
     def _checkpoint_design(self) -> Design:
         """The :class:`~bayescale.models.design.Design` indexing the checkpoints."""
+
+    @abstractmethod
+    def _add_run_effects_and_loglik(self) -> None:
+        """Draw the run offsets the model integrated out and store per-run log-likelihoods."""
 
     # ----------------------------------------------------------------- basics
     @property

@@ -39,6 +39,7 @@ from bayescale.models.kaplan import (
     resolve_kaplan_priors,
 )
 from bayescale.models.likelihood import run_effect_conditional, run_marginal_loglik
+from bayescale.parameter_table import parameter_intervals
 
 __all__ = ["KaplanFit", "fit_kaplan"]
 
@@ -131,10 +132,7 @@ def fit_kaplan(
         "l0": design.l0,
         **sampling_meta(settings, idata),
     }
-    result = KaplanFit(idata=idata, data=data, meta=meta)
-    result._design = design
-    result._add_run_effects_and_loglik()
-    result._add_data_groups()
+    result = KaplanFit.from_idata(idata, data, meta, design=design)
     warn_on_problems(result.diagnostics, chains, target_accept)
     return result
 
@@ -228,6 +226,27 @@ class KaplanFit(FitBase[KaplanDesign]):
         self._store_log_likelihood(loglik, "run", base.runs)
 
     # ----------------------------------------------------------------- parameters
+    def credible_intervals(self, level: float = 0.9) -> pd.DataFrame:
+        """Tidy table of parameter credible intervals, ready for a paper.
+
+        Parameters
+        ----------
+        level
+            Probability of the central (equal-tailed) interval.
+
+        Returns
+        -------
+        pandas.DataFrame
+            :func:`bayescale.parameter_table.parameter_intervals` of the posterior: rows for
+            ``Nc, alphaN, Sc, alphaS, Bstar, alphaB`` per family and for the population, the
+            noise scales (``sigma_seed``, ``sigma_obs``, ``ar_rho``) and the family spreads
+            ``family_sd[...]`` of :data:`bayescale.laws.kaplan.KAPLAN_THETA`.
+        """
+        return parameter_intervals(
+            self.idata.posterior, n0=self.n0, d0=float("nan"), use_arch=False, level=level,
+            law_params=KAPLAN_PARAMS, theta_names=KAPLAN_THETA,
+        )
+
     def prior_vs_posterior(self, family: str | None = None) -> pd.DataFrame:
         """How much the data narrowed each reference-scale constant.
 
@@ -399,6 +418,82 @@ class KaplanFit(FitBase[KaplanDesign]):
         )
         return ds.assign(reachable=("point", np.mean(np.isfinite(steps), axis=0)))
 
+    # ----------------------------------------------------------------- prediction
+    def predict(
+        self,
+        params: Any,
+        tokens: Any,
+        family: str | None = None,
+        *,
+        batch_size: Any,
+        run: str | None = None,
+        levels: Sequence[float] = DEFAULT_LEVELS,
+        random_seed: int | None = None,
+    ) -> xr.Dataset:
+        """Posterior predictive loss after ``tokens`` at ``batch_size`` tokens per step.
+
+        The prediction of :meth:`bayescale.ScalingLawFit.predict` for this law: the number of
+        steps is ``tokens / batch_size``.
+
+        Parameters
+        ----------
+        params, tokens
+            ``N`` and ``D`` (broadcast against each other and ``batch_size``).
+        family
+            A family of the fit; a name not in the fit (or ``None``) predicts a *new* family
+            drawn from the population.
+        batch_size
+            ``B``, tokens per step (the law needs it: there is no default).
+        run
+            A run of the fit: predict with that run's own offset.
+        levels
+            Central interval probabilities of the bands.
+        random_seed
+            Seed of the predictive draws (default: the fit's seed).
+
+        Returns
+        -------
+        xarray.Dataset
+            The layout of :func:`bayescale.intervals.prediction_dataset` over ``point``
+            (coords ``params``, ``tokens``, plus ``batch_size`` and ``steps``): ``median`` of
+            the mean curve, and bands ``mean`` (parameter uncertainty), ``new_seed``
+            (+ seed-to-seed variability; omitted with ``run``) and ``observed`` (+ checkpoint
+            noise).
+
+        Raises
+        ------
+        ValueError
+            If an input is not positive and finite.
+        KeyError
+            If ``run`` is not a run of the fit.
+        """
+        x = self._tokens_inputs(params, tokens, batch_size)
+        return self._prediction(x, family, run, levels, random_seed)
+
+    def predictive_draws(
+        self,
+        params: Any,
+        tokens: Any,
+        family: str | None = None,
+        *,
+        batch_size: Any,
+        run: str | None = None,
+        random_seed: int | None = None,
+    ) -> xr.Dataset:
+        """Draws of the loss after ``tokens`` at ``batch_size`` for each band.
+
+        See :meth:`predict` for the arguments; useful for CRPS and custom summaries.
+
+        Returns
+        -------
+        xarray.Dataset
+            ``mean``, ``new_seed`` (or the run's own offset with ``run``) and ``observed``
+            with dims ``(sample, point)``; coords ``params``, ``tokens``, ``batch_size`` and
+            ``steps``.
+        """
+        x = self._tokens_inputs(params, tokens, batch_size)
+        return self._draws(x, family, run, random_seed)
+
     def trajectory_draws(
         self,
         params: Any,
@@ -409,17 +504,73 @@ class KaplanFit(FitBase[KaplanDesign]):
         run: str | None = None,
         random_seed: int | None = None,
     ) -> xr.Dataset:
-        """Draws of the loss at ``(params, batch_size, steps)`` for each band.
+        """:meth:`predictive_draws` in the law's own coordinates, steps instead of tokens.
 
-        See :meth:`trajectory` for the arguments.
+        Kept as an alias of :meth:`predictive_draws` with ``tokens = batch_size * steps``;
+        see :meth:`trajectory` for the arguments.
 
         Returns
         -------
         xarray.Dataset
             ``mean``, ``new_seed`` (or the run's own offset with ``run``) and ``observed``
-            with dims ``(sample, point)``.
+            with dims ``(sample, point)``; coords ``params``, ``batch_size`` and ``steps``.
         """
         x = broadcast_inputs(params=params, batch_size=batch_size, steps=steps)
+        return self._draws(x, family, run, random_seed)
+
+    def trajectory(
+        self,
+        params: Any,
+        batch_size: Any,
+        steps: Any,
+        family: str | None = None,
+        *,
+        run: str | None = None,
+        levels: Sequence[float] = DEFAULT_LEVELS,
+        random_seed: int | None = None,
+    ) -> xr.Dataset:
+        """:meth:`predict` in the law's own coordinates: a loss trajectory over ``steps``.
+
+        Kept as an alias of :meth:`predict` with ``tokens = batch_size * steps`` (the same
+        draws, given the same steps).
+
+        Parameters
+        ----------
+        params, batch_size, steps
+            ``N``, ``B`` (tokens per step) and ``S`` (broadcast against each other).
+        family
+            A family of the fit; a name not in the fit (or ``None``) predicts a *new* family
+            drawn from the population.
+        run
+            A run of the fit: predict with that run's own offset.
+        levels
+            Central interval probabilities.
+        random_seed
+            Seed of the predictive draws (default: the fit's seed).
+
+        Returns
+        -------
+        xarray.Dataset
+            As :meth:`predict` (coords ``params``, ``tokens = B S``, ``batch_size`` and
+            ``steps``).
+        """
+        x = broadcast_inputs(params=params, batch_size=batch_size, steps=steps)
+        return self._prediction(x, family, run, levels, random_seed)
+
+    @staticmethod
+    def _tokens_inputs(params: Any, tokens: Any, batch_size: Any) -> dict[str, np.ndarray]:
+        """Broadcast ``(params, tokens, batch_size)`` and add ``steps = tokens / batch_size``."""
+        x = broadcast_inputs(params=params, tokens=tokens, batch_size=batch_size)
+        return {**x, "steps": x["tokens"] / x["batch_size"]}
+
+    def _draws(
+        self,
+        x: dict[str, np.ndarray],
+        family: str | None,
+        run: str | None,
+        random_seed: int | None,
+    ) -> xr.Dataset:
+        """Draws of each band at the points ``x`` (``params``, ``batch_size``, ``steps``)."""
         rng = self._rng(2, random_seed)
         if run is not None:
             run_index, family = self._check_run(run)
@@ -445,62 +596,28 @@ class KaplanFit(FitBase[KaplanDesign]):
         coords = {k: ("point", v) for k, v in x.items()}
         return xr.Dataset({k: (("sample", "point"), v) for k, v in out.items()}, coords=coords)
 
-    def trajectory(
+    def _prediction(
         self,
-        params: Any,
-        batch_size: Any,
-        steps: Any,
-        family: str | None = None,
-        *,
-        run: str | None = None,
-        levels: Sequence[float] = DEFAULT_LEVELS,
-        random_seed: int | None = None,
+        x: dict[str, np.ndarray],
+        family: str | None,
+        run: str | None,
+        levels: Sequence[float],
+        random_seed: int | None,
     ) -> xr.Dataset:
-        """Predicted loss trajectory of a size-``params`` model trained at ``batch_size``.
-
-        Parameters
-        ----------
-        params, batch_size, steps
-            ``N``, ``B`` (tokens per step) and ``S`` (broadcast against each other).
-        family
-            A family of the fit; a name not in the fit (or ``None``) predicts a *new* family
-            drawn from the population.
-        run
-            A run of the fit: predict with that run's own offset.
-        levels
-            Central interval probabilities.
-        random_seed
-            Seed of the predictive draws (default: the fit's seed).
-
-        Returns
-        -------
-        xarray.Dataset
-            The layout of :func:`bayescale.intervals.prediction_dataset` (coords ``params``,
-            ``tokens = B S``, plus ``batch_size`` and ``steps``): ``median`` of the mean
-            curve, and bands ``mean`` (parameter uncertainty), ``new_seed`` (+ seed-to-seed
-            variability; omitted with ``run``) and ``observed`` (+ checkpoint noise).
-        """
-        draws = self.trajectory_draws(
-            params, batch_size, steps, family, run=run, random_seed=random_seed
-        )
+        """The prediction dataset at the points ``x`` (``tokens`` = ``B S`` unless given)."""
+        draws = self._draws(x, family, run, random_seed)
         bands = {k: draws[k].values for k in draws.data_vars}
-        batch, steps_arr = draws["batch_size"].values, draws["steps"].values
+        batch, steps = x["batch_size"], x["steps"]
+        tokens = x["tokens"] if "tokens" in x else batch * steps
         ds = prediction_dataset(
-            draws["params"].values, batch * steps_arr, np.median(bands["mean"], axis=0), bands,
+            x["params"], tokens, np.median(bands["mean"], axis=0), bands,
             levels=levels, attrs={**self._attrs(family), "run": run or ""},
         )
-        return ds.assign_coords(batch_size=("point", batch), steps=("point", steps_arr))
+        return ds.assign_coords(batch_size=("point", batch), steps=("point", steps))
 
     def _attrs(self, family: str | None) -> dict[str, str]:
         known = family is not None and family in self.families
         return {"family": family if known else "(new family)", "law": "kaplan"}
-
-    # ----------------------------------------------------------------- persistence
-    @classmethod
-    def _from_loaded(
-        cls, idata: az.InferenceData, data: pd.DataFrame, meta: dict[str, Any]
-    ) -> KaplanFit:
-        return cls(idata=idata, data=data, meta=meta)
 
 
 def check_identities(

@@ -1,11 +1,13 @@
-"""Credible intervals of a Chinchilla-form posterior's parameters as one tidy table.
+"""Credible intervals of a fitted law's parameters as one tidy table.
 
-:meth:`bayescale.ScalingLawFit.credible_intervals` and
-:func:`bayescale.report.credible_intervals` both return :func:`parameter_intervals` of the fit's
-posterior. It works on the posterior alone, so it sits below the fit classes.
+:meth:`bayescale.ScalingLawFit.credible_intervals`, :meth:`bayescale.KaplanFit.credible_intervals`
+and :func:`bayescale.report.credible_intervals` all return :func:`parameter_intervals` of the
+fit's posterior. It works on the posterior alone, so it sits below the fit classes.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import arviz as az
 import numpy as np
@@ -38,12 +40,17 @@ _NOISE = ("sigma_seed", "sigma_obs", "seed_size_slope", "ar_rho", "nu")
 
 
 def _parameter_draws(
-    post: xr.Dataset, n0: float, d0: float, use_arch: bool
+    post: xr.Dataset,
+    n0: float,
+    d0: float,
+    use_arch: bool,
+    law_params: Sequence[str],
+    theta_names: Sequence[str],
 ) -> list[tuple[str, str, str, np.ndarray]]:
     """(parameter, scope, group, draws (chain, draw)) for every reported quantity."""
     out: list[tuple[str, str, str, np.ndarray]] = []
     families = [str(f) for f in post["family"].values]
-    for p in LAW_PARAMS:
+    for p in law_params:
         vals = post[p].transpose("chain", "draw", "family").values
         for i, fam in enumerate(families):
             out.append((p, "family", fam, vals[..., i]))
@@ -57,7 +64,7 @@ def _parameter_draws(
         for p in LAW_PARAMS:
             for i, arch in enumerate(archs):
                 out.append((p, "arch", arch, law[p][..., i]))
-    for p in LAW_PARAMS:
+    for p in law_params:
         name = f"{p}_pop"
         if name in post:
             out.append((p, "population", "population", post[name].values))
@@ -69,7 +76,7 @@ def _parameter_draws(
             da = post[spread]
             comp_dim = [d for d in da.dims if d not in ("chain", "draw")]
             vals = da.transpose("chain", "draw", *comp_dim).values
-            for i, comp in enumerate(THETA_NAMES[: vals.shape[-1]]):
+            for i, comp in enumerate(theta_names[: vals.shape[-1]]):
                 out.append((f"{label}[{comp}]", "spread", "", vals[..., i]))
     return out
 
@@ -81,28 +88,37 @@ def parameter_intervals(
     d0: float,
     use_arch: bool,
     level: float = 0.9,
+    law_params: Sequence[str] = LAW_PARAMS,
+    theta_names: Sequence[str] = THETA_NAMES,
 ) -> pd.DataFrame:
     """Credible intervals of the law parameters, per family and for the population.
 
     Parameters
     ----------
     posterior
-        The ``posterior`` group of a Chinchilla-form fit (dims ``chain``, ``draw``, ``family``
-        and, with an arch level, ``arch``).
+        The ``posterior`` group of a fit (dims ``chain``, ``draw``, ``family`` and, with an
+        arch level, ``arch``).
     n0, d0
-        The fit's reference scales (to report an arch level's centre in the usual convention).
+        The fit's reference scales (to report an arch level's centre in the usual convention;
+        only read with ``use_arch``, which only the Chinchilla form has).
     use_arch
         Whether the fit has an arch level (its centres get rows of scope ``"arch"``).
     level
         Probability of the central (equal-tailed) interval.
+    law_params
+        The law's parameters in the usual convention, posterior variables per family (and
+        ``<name>_pop``): the Chinchilla form's by default, or
+        :data:`bayescale.laws.kaplan.KAPLAN_PARAMS`.
+    theta_names
+        Names of the reference-scale components of ``tau_theta`` (the family spreads).
 
     Returns
     -------
     pandas.DataFrame
         One row per quantity with columns :data:`CREDIBLE_INTERVAL_COLUMNS`:
 
-        * ``parameter``: ``E``, ``A``, ``alpha``, ``B``, ``beta`` (usual convention
-          ``L = E + A/N^alpha + B/D^beta``), ``sigma_seed``, ``sigma_obs`` (sd of the seed offset
+        * ``parameter``: the law's parameters (``E``, ``A``, ``alpha``, ``B``, ``beta`` of
+          ``L = E + A/N^alpha + B/D^beta`` by default), ``sigma_seed``, ``sigma_obs`` (sd of the seed offset
           and of checkpoint noise on log-loss), optional ``seed_size_slope``/``ar_rho``/``nu``,
           and the spreads ``family_sd[...]``/``arch_sd[...]`` of the reference-scale parameters;
         * ``scope``: ``"family"``, ``"arch"`` (the level's centre), ``"population"``,
@@ -118,7 +134,7 @@ def parameter_intervals(
     """
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1); got {level}")
-    items = _parameter_draws(posterior, n0, d0, use_arch)
+    items = _parameter_draws(posterior, n0, d0, use_arch, law_params, theta_names)
     stacked = np.stack([draws for *_, draws in items], axis=-1)  # (chain, draw, row)
     da = xr.DataArray(stacked, dims=("chain", "draw", "row"))
     ds = xr.Dataset({"x": da})

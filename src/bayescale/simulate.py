@@ -193,7 +193,7 @@ def simulate(
                 run = f"{tag}-s{s}"
                 u = sigma_seed * rng.standard_normal()
                 run_effects[run] = u
-                eps = _noise(rng, tokens.size, sigma_obs, noise, nu, ar_rho)
+                eps = checkpoint_noise(rng, tokens.size, sigma_obs, noise, nu, ar_rho)
                 spikes = (rng.random(tokens.size) < spike_prob) * spike_size
                 frames.append(
                     pd.DataFrame(
@@ -221,7 +221,32 @@ def simulate(
     )
 
 
-def _noise(rng, n, sigma, kind, nu, rho) -> np.ndarray:
+def checkpoint_noise(
+    rng: np.random.Generator, n: int, sigma: float, kind: str, nu: float, rho: float
+) -> np.ndarray:
+    """Checkpoint noise on log-loss along one run: AR(1) over consecutive checkpoints.
+
+    Parameters
+    ----------
+    rng
+        Random generator (its draws are taken in the same order whatever ``rho``).
+    n
+        Number of checkpoints of the run.
+    sigma
+        Marginal scale of the noise.
+    kind
+        ``"normal"``: Gaussian innovations; any other value: Student-t with ``nu`` degrees of
+        freedom.
+    nu
+        Degrees of freedom of the Student-t innovations.
+    rho
+        Lag-one correlation between consecutive checkpoints (0: independent noise).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (n,).
+    """
     if kind == "normal":
         innov = rng.standard_normal(n)
     else:

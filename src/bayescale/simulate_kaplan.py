@@ -21,7 +21,7 @@ from bayescale.laws.kaplan import (
     kaplan_loss,
     to_reference_scale,
 )
-from bayescale.simulate import _noise
+from bayescale.simulate import checkpoint_noise
 
 #: Reference scales at which families are drawn around the population.
 SIM_N0, SIM_S0, SIM_L0 = 1e7, 1e4, 3.0
@@ -81,7 +81,7 @@ class KaplanSimulation:
         steps = np.asarray(steps, dtype=float)
         log_mu = np.log(self.true_loss(family, params, steps, batch_size))
         u = self.sigma_seed * rng.standard_normal()
-        eps = _noise(rng, steps.size, self.sigma_obs, "normal", 3.0, self.ar_rho)
+        eps = checkpoint_noise(rng, steps.size, self.sigma_obs, "normal", 3.0, self.ar_rho)
         return pd.DataFrame({
             "family": family, "run": f"{family}-{params:.3g}-B{batch_size:.3g}-new",
             "params": float(params), "tokens": steps * batch_size,
@@ -153,7 +153,7 @@ def simulate_kaplan(
                     run = f"{name}-{n:.3g}-B{batch:.3g}-s{s}"
                     u = sigma_seed * rng.standard_normal()
                     run_effects[run] = u
-                    eps = _noise(rng, steps.size, sigma_obs, "normal", 3.0, ar_rho)
+                    eps = checkpoint_noise(rng, steps.size, sigma_obs, "normal", 3.0, ar_rho)
                     frames.append(pd.DataFrame({
                         "family": name,
                         "run": run,

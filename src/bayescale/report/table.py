@@ -19,6 +19,7 @@ from bayescale.parameter_table import CREDIBLE_INTERVAL_COLUMNS
 
 if TYPE_CHECKING:  # pragma: no cover
     from bayescale.fit import ScalingLawFit
+    from bayescale.kaplan_fit import KaplanFit
 
 __all__ = [
     "CREDIBLE_INTERVAL_COLUMNS",
@@ -32,16 +33,16 @@ __all__ = [
 ]
 
 
-def credible_intervals(fit: ScalingLawFit, level: float = 0.9) -> pd.DataFrame:
+def credible_intervals(fit: ScalingLawFit | KaplanFit, level: float = 0.9) -> pd.DataFrame:
     """Credible intervals of the law parameters, per family and for the population.
 
-    The same table as :meth:`bayescale.ScalingLawFit.credible_intervals` (see
+    The same table as the fit's ``credible_intervals`` (see
     :func:`bayescale.parameter_table.parameter_intervals`).
 
     Parameters
     ----------
     fit
-        A fitted :class:`bayescale.ScalingLawFit`.
+        A fitted :class:`bayescale.ScalingLawFit` or :class:`bayescale.KaplanFit`.
     level
         Probability of the central (equal-tailed) interval.
 
