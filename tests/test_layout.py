@@ -111,13 +111,7 @@ TOP, LAZY = _edges()
 
 #: Private names a module takes from another, kept for now (issue 22), with the reason:
 #: (importing module, module the name comes from, name).
-KNOWN_PRIVATE: dict[tuple[str, str, str], str] = {
-    (user, "data.prepare", "_CUT_RTOL"): (
-        "the rounding tolerance of the fit window's cuts; data/ is being changed by the model "
-        "work in flight (issue 9): make it public there once that lands"
-    )
-    for user in ("batch", "evaluate", "scoring")
-}
+KNOWN_PRIVATE: dict[tuple[str, str, str], str] = {}
 
 
 def _is_private(name: str) -> bool:
@@ -252,10 +246,10 @@ def test_no_module_takes_another_modules_private_names():
     assert unlisted == [], f"private names taken from another module: {unlisted}"
 
 
-@pytest.mark.parametrize("use", sorted(KNOWN_PRIVATE))
-def test_known_private_uses_still_exist(use):
+def test_known_private_uses_still_exist():
     """A listed exception that is gone must leave the list, so the list only shrinks."""
-    assert use in PRIVATE, f"{use} is gone: remove it from KNOWN_PRIVATE"
+    gone = sorted(set(KNOWN_PRIVATE) - PRIVATE)
+    assert gone == [], f"no longer used: remove {gone} from KNOWN_PRIVATE"
 
 
 def test_private_use_detection():

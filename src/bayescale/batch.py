@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 
 from bayescale.data.prepare import (
-    _CUT_RTOL,
+    CUT_RTOL,
     DEFAULT_TARGET_FRACTION,
     DEFAULT_WARMUP_TOKENS,
     fit_window,
@@ -896,7 +896,7 @@ def grid_tasks(
             for k in ks:
                 sub = train.loc[train["params"].isin(below[:k])]
                 for q in qs:
-                    cell = sub.loc[sub["tokens"] <= q * sub["_run_end"] * (1 + _CUT_RTOL)]
+                    cell = sub.loc[sub["tokens"] <= q * sub["_run_end"] * (1 + CUT_RTOL)]
                     cell = cell.drop(columns=["_run_end"]).reset_index(drop=True)
                     if cell["params"].nunique() < 2 or len(cell) < 5:
                         continue

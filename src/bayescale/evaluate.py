@@ -48,7 +48,7 @@ import xarray as xr
 
 from bayescale.batch import FitTask, fit_many
 from bayescale.data.prepare import (
-    _CUT_RTOL,
+    CUT_RTOL,
     DEFAULT_TARGET_FRACTION,
     DEFAULT_WARMUP_TOKENS,
     protocol_split,
@@ -413,7 +413,7 @@ def are_grid_models_fraction(
     for i, k in enumerate(ks):
         sub = train.loc[train["params"].isin(sizes[:k])]
         for j, q in enumerate(qs):
-            cut = sub.loc[sub["tokens"] <= q * sub["_run_end"] * (1 + _CUT_RTOL)]
+            cut = sub.loc[sub["tokens"] <= q * sub["_run_end"] * (1 + CUT_RTOL)]
             if k <= len(sizes):
                 values[i, j] = _grid_are(method, cut, target, fit_kwargs, random_seed)
     return xr.DataArray(

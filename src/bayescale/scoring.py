@@ -28,7 +28,7 @@ import pandas as pd
 import xarray as xr
 
 from bayescale import baselines
-from bayescale.data.prepare import _CUT_RTOL, protocol_split
+from bayescale.data.prepare import CUT_RTOL, protocol_split
 from bayescale.data.schedule import has_schedule
 from bayescale.fit import fit as bayescale_fit
 
@@ -191,7 +191,7 @@ def crps_from_samples(y: Any, samples: Any) -> np.ndarray:
 def _final_mask(target: pd.DataFrame) -> np.ndarray:
     key = "run" if "run" in target.columns else "params"
     final = target.groupby(key, sort=False)["tokens"].transform("max").to_numpy()
-    return target["tokens"].to_numpy() >= final * (1 - _CUT_RTOL)
+    return target["tokens"].to_numpy() >= final * (1 - CUT_RTOL)
 
 
 def score_prediction(

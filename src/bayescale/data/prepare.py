@@ -19,7 +19,7 @@ DEFAULT_WARMUP_TOKENS = 1e10
 DEFAULT_TARGET_FRACTION = 0.3
 #: Relative slack on fractional cuts so that a checkpoint exactly on the boundary is kept
 #: despite rounding (e.g. ``(1 - 0.7) * 1e10`` is ``3000000000.0000005``).
-_CUT_RTOL = 1e-9
+CUT_RTOL = 1e-9
 
 
 def drop_warmup(
@@ -49,7 +49,7 @@ def drop_warmup(
     if min_fraction is not None:
         if not 0 <= min_fraction < 1:
             raise ValueError(f"min_fraction must be in [0, 1); got {min_fraction}")
-        cut = min_fraction * _run_length(runs).to_numpy() * (1 - _CUT_RTOL)
+        cut = min_fraction * _run_length(runs).to_numpy() * (1 - CUT_RTOL)
         keep &= runs["tokens"].to_numpy() >= cut
     return runs.loc[keep].reset_index(drop=True)
 
@@ -143,7 +143,7 @@ def fit_window(
     if np.any((frac < 0) | (frac >= 1)):
         raise ValueError("fit_from and unscheduled_from must be in [0, 1)")
     tokens = runs["tokens"].to_numpy(dtype=float)
-    keep = tokens >= frac * length * (1 - _CUT_RTOL)
+    keep = tokens >= frac * length * (1 - CUT_RTOL)
     keep |= runs.groupby("run")["tokens"].transform("max").to_numpy() == tokens
     fitted_late = unscheduled if unscheduled_from is not None else []
     return FitWindow(
@@ -200,7 +200,7 @@ def final_fraction(runs: pd.DataFrame, q: float = DEFAULT_TARGET_FRACTION) -> pd
     if not 0 < q <= 1:
         raise ValueError(f"q must be in (0, 1]; got {q}")
     final = runs.groupby("run")["tokens"].transform("max")
-    return runs.loc[runs["tokens"] >= (1 - q) * final * (1 - _CUT_RTOL)].reset_index(drop=True)
+    return runs.loc[runs["tokens"] >= (1 - q) * final * (1 - CUT_RTOL)].reset_index(drop=True)
 
 
 @dataclass(frozen=True)
