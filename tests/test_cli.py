@@ -20,9 +20,7 @@ def run_cli(
     *args: str, cwd: Path | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess:
     """Run ``python -m bayescale.cli <args>`` and capture its output."""
-    env = dict(os.environ)
-    cache = ROOT / ".cache"
-    env.setdefault("PYTENSOR_FLAGS", f"base_compiledir={cache / 'pytensor'}")
+    env = dict(os.environ)  # with the compile cache bayescale set up (tests/conftest.py)
     env.setdefault("MPLBACKEND", "Agg")
     return subprocess.run(
         [sys.executable, "-m", "bayescale.cli", *args],

@@ -9,6 +9,12 @@ Typical use::
     fit.predict(params=3.2e9, tokens=6e11, family="olmo-ladder")
 """
 
+# Before anything imports PyTensor or numba: point their compile caches at bayescale's cache
+# folder (see bayescale.cache; PyTensor reads its compile directory once, at import).
+from bayescale.cache import configure as _configure_cache
+
+_configure_cache()
+
 from bayescale.batch import FitTask, fit_many
 from bayescale.data.datasets import list_datasets, load_dataset
 from bayescale.data.prepare import (
@@ -21,7 +27,7 @@ from bayescale.data.prepare import (
     thin_log_spaced,
 )
 from bayescale.data.validate import validate
-from bayescale.errors import DataError, SamplingWarning, ScheduleWarning
+from bayescale.errors import CacheWarning, DataError, SamplingWarning, ScheduleWarning
 from bayescale.fit import ScalingLawFit, fit, load
 from bayescale.intervals import prediction_dataset
 from bayescale.kaplan_fit import KaplanFit, fit_kaplan
@@ -38,6 +44,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_PRIORS",
     "KAPLAN_2020",
+    "CacheWarning",
     "DataError",
     "FitTask",
     "KaplanFit",

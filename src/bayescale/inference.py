@@ -14,6 +14,7 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
+from bayescale.cache import warn_if_uncached
 from bayescale.errors import SamplingWarning
 from bayescale.quiet import resolve_blas_flags
 
@@ -125,6 +126,7 @@ def sample_model(
     jitter_rvs = {model[name] for name in jitter if name in model.named_vars}
     t0 = time.perf_counter()
     resolve_blas_flags()
+    warn_if_uncached()
     if settings.sampler == "nutpie":
         import nutpie
 
