@@ -224,3 +224,37 @@ def test_cache_info_in_a_fresh_process(tmp_path: Path):
     assert f"numba cache directory: {tmp_path / 'nb'}" in proc.stdout
     assert "set by the user" in proc.stdout.split("numba cache directory:")[1]
     assert proc.stderr == ""
+
+
+def _array_constants(fn) -> list:
+    import numpy as np
+    from pytensor.graph.basic import Constant
+
+    return [v.data for v in fn.maker.fgraph.variables
+            if isinstance(v, Constant) and isinstance(v.data, np.ndarray) and v.data.ndim]
+
+
+def test_numba_graphs_get_contiguous_constants_that_numba_can_cache():
+    """A column of a constant matrix is folded into a strided view; numba would embed its
+    address (a dynamic global), which makes the compiled graph uncachable."""
+    import numpy as np
+    import pytensor
+    import pytensor.tensor as pt
+
+    table = np.arange(20.0).reshape(4, 5)
+    x = pt.vector("x", shape=(4,))
+    out = pt.exp(x) * pt.as_tensor(table)[:, 2]
+
+    plain = pytensor.function([x], out, mode="FAST_RUN")  # C/Python mode: not rewritten
+    assert any(not d.flags.c_contiguous for d in _array_constants(plain))
+
+    cache.prepare_compile()
+    cache.prepare_compile()  # idempotent
+    fn = pytensor.function([x], out, mode="NUMBA")
+    consts = _array_constants(fn)
+    assert consts and all(d.flags.c_contiguous for d in consts)
+    value = np.linspace(-1.0, 1.0, 4)
+    np.testing.assert_allclose(fn(value), np.exp(value) * table[:, 2])
+    jitted = fn.vm.jit_fn
+    assert jitted.overloads
+    assert not any(c.library.has_dynamic_globals for c in jitted.overloads.values())

@@ -44,6 +44,7 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
@@ -56,7 +57,9 @@ __all__ = [
     "cache_root",
     "clear",
     "configure",
+    "contiguous_constants",
     "folder_size",
+    "prepare_compile",
     "stack_dir",
     "stack_versions",
     "state",
@@ -337,6 +340,78 @@ def warn_if_uncached() -> None:
             CacheWarning,
             stacklevel=2,
         )
+
+
+def prepare_compile() -> None:
+    """What every compilation of a bayescale model needs first (idempotent).
+
+    Warns if the cache cannot be written (:func:`warn_if_uncached`) and registers
+    :func:`contiguous_constants` with PyTensor's rewrites of the numba mode.
+    """
+    warn_if_uncached()
+    _register_contiguous_constants()
+
+
+_REWRITE_NAME = "bayescale_contiguous_constants"
+
+
+def contiguous_constants(fgraph: Any, node: Any) -> list[Any] | None:
+    """Give ``node`` C-contiguous copies of its non-contiguous array constants.
+
+    Constant folding of a slice of a constant (``loc[:, k]`` of a families x components array)
+    leaves a strided view in the graph. numba cannot bake a non-contiguous array into compiled
+    code: it embeds the array's memory address instead (a "dynamic global"), and code holding
+    an address cannot be written to numba's cache. PyTensor's numba cache then refuses the whole
+    graph's function, which is compiled again in every process. A contiguous copy holds the same
+    numbers and is compiled in as a constant, so the graph's function can be cached.
+
+    Parameters
+    ----------
+    fgraph
+        The ``pytensor.graph.FunctionGraph`` being rewritten (unused).
+    node
+        An ``Apply`` node of it.
+
+    Returns
+    -------
+    list or None
+        The outputs of the node rebuilt on the copies, or ``None`` when it has no such input.
+    """
+    import numpy as np
+    from pytensor.tensor.variable import TensorConstant
+
+    inputs, changed = [], False
+    for var in node.inputs:
+        data = getattr(var, "data", None)
+        if (
+            isinstance(var, TensorConstant)
+            and isinstance(data, np.ndarray)
+            and not (data.flags.c_contiguous or data.flags.f_contiguous)
+        ):
+            inputs.append(TensorConstant(var.type, np.ascontiguousarray(data), name=var.name))
+            changed = True
+        else:
+            inputs.append(var)
+    if not changed:
+        return None
+    return node.op.make_node(*inputs).outputs
+
+
+def _register_contiguous_constants() -> None:
+    from pytensor.compile.mode import optdb
+    from pytensor.graph.rewriting.basic import in2out, node_rewriter
+
+    if _REWRITE_NAME in optdb:
+        return
+    # Tagged "numba" only, so that only graphs compiled for numba see it; after constant
+    # folding (canonicalize/specialize/uncanonicalize, positions up to 3) and the merge at 49,
+    # before the destroy handler and inplace rewrites (49.5 on).
+    optdb.register(
+        _REWRITE_NAME,
+        in2out(node_rewriter(None)(contiguous_constants), ignore_newtrees=True),
+        "numba",
+        position=49.05,
+    )
 
 
 def folder_size(path: Path) -> int:

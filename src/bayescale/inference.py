@@ -14,7 +14,7 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from bayescale.cache import warn_if_uncached
+from bayescale.cache import prepare_compile
 from bayescale.errors import SamplingWarning
 from bayescale.quiet import resolve_blas_flags
 
@@ -126,7 +126,7 @@ def sample_model(
     jitter_rvs = {model[name] for name in jitter if name in model.named_vars}
     t0 = time.perf_counter()
     resolve_blas_flags()
-    warn_if_uncached()
+    prepare_compile()
     if settings.sampler == "nutpie":
         import nutpie
 

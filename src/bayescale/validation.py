@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bayescale.cache import warn_if_uncached
+from bayescale.cache import prepare_compile
 from bayescale.data.prepare import drop_warmup
 from bayescale.data.validate import validate
 from bayescale.inference import SamplerSettings, sample_compiled_nutpie, sampling_meta
@@ -304,7 +304,7 @@ class RefitModel:
         self._start = {name: self._shared[f"start_{name}"] for name in coordinates.start}
         jitter = {model[n] for n in coordinates.jitter if n in model.named_vars}
         resolve_blas_flags()
-        warn_if_uncached()
+        prepare_compile()
         self._compiled = nutpie.compile_pymc_model(
             model, backend="numba", initial_points=self._start, jitter_rvs=jitter
         )
