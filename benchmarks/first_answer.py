@@ -91,7 +91,7 @@ def main() -> None:
             for state in args.states:
                 row = run_case(case, variants[state], Path(tmp))
                 rows.append({**row, "state": state, "load": os.getloadavg()[0]})
-                print(f"{case} {state}: {row['process_s']:.1f} s", file=sys.stderr, flush=True)
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     table = pd.DataFrame(rows)[["case", "state", "rows", "import_s", "compile_s", "sampling_s",
                                 "process_s", "load"]]
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")

@@ -68,7 +68,8 @@ def test_datasets_lists_the_four_bundled_datasets():
 def test_help_lists_every_subcommand():
     proc = run_cli("--help")
     assert proc.returncode == 0
-    for cmd in ("datasets", "validate", "fit", "predict", "compare", "report", "evaluate", "demo"):
+    for cmd in ("datasets", "validate", "fit", "predict", "compare", "report", "evaluate", "demo",
+                "cache"):
         assert cmd in proc.stdout
 
 
