@@ -61,8 +61,10 @@ __all__ = [
     "folder_size",
     "prepare_compile",
     "stack_dir",
+    "stack_folders",
     "stack_versions",
     "state",
+    "user_pytensor_dir",
     "warn_if_uncached",
 ]
 
