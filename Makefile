@@ -4,8 +4,10 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 CACHE := $(CURDIR)/.cache
-# Keep PyTensor's compile cache and numba's generated sources inside the project.
-export PYTENSOR_FLAGS ?= base_compiledir=$(CACHE)/pytensor
+# Keep bayescale's compile cache (PyTensor's compile directory and numba's cache, see
+# bayescale/cache.py) inside the project, where `make clean` removes it; outside make it is the
+# user's cache directory. A PYTENSOR_FLAGS or NUMBA_CACHE_DIR set by the user still wins.
+export BAYESCALE_CACHE_DIR ?= $(CACHE)/bayescale
 export TMPDIR := $(CACHE)/tmp
 export MPLBACKEND ?= Agg
 export PYTHONHASHSEED := 0

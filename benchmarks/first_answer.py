@@ -8,15 +8,17 @@ Three cases (issue 23):
 * ``synthetic7200``: the 7,200-point synthetic benchmark of ``model_synthetic.py``, compile only
   (sampling 0 draws is not possible, so it samples 10 + 10).
 
-"Cold" runs with an empty PyTensor compile directory; "warm" runs with the directory the cold
-run filled, on a *different* data set with the same options (another simulation seed; for the
-quickstart, the ladder below 1B). Prints one row per case and state: import, compile and
-sampling seconds and the whole process's wall time.
+Every process gets bayescale's compile cache (``BAYESCALE_CACHE_DIR``: PyTensor's compile
+directory and numba's cache) in a fresh temporary folder per case. "Cold" runs with the empty
+cache; "warm" runs with the cache the cold run filled, on a *different* data set with the same
+options (another simulation seed; for the quickstart, the ladder below 1B); "rerun" fits the
+cold run's data set again (a notebook run a second time). Prints one row per case and state:
+import, compile and sampling seconds and the whole process's wall time.
 
 Usage::
 
     python benchmarks/first_answer.py                    # all three cases
-    python benchmarks/first_answer.py --cases sim640
+    python benchmarks/first_answer.py --cases sim640 --states cold warm
 """
 
 from __future__ import annotations
@@ -62,9 +64,10 @@ print(json.dumps(dict(rows=len(runs), import_s=t_import,
 """
 
 
-def run_case(case: str, variant: int, compiledir: Path) -> dict:
-    """Fit ``case`` in a fresh process with ``compiledir`` as PyTensor's compile directory."""
-    env = dict(os.environ, PYTENSOR_FLAGS=f"base_compiledir={compiledir}", MPLBACKEND="Agg")
+def run_case(case: str, variant: int, cache_dir: Path) -> dict:
+    """Fit ``case`` in a fresh process with ``cache_dir`` as bayescale's compile cache."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTENSOR_FLAGS", "NUMBA_CACHE_DIR")}
+    env.update(BAYESCALE_CACHE_DIR=str(cache_dir), MPLBACKEND="Agg")
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", _CHILD, case, str(variant)],
                           capture_output=True, text=True, env=env, check=False)
@@ -78,15 +81,19 @@ def run_case(case: str, variant: int, compiledir: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=["sim640", "quickstart", "synthetic7200"])
+    parser.add_argument("--states", nargs="+", default=["cold", "warm", "rerun"],
+                        choices=["cold", "warm", "rerun"], help="run in this order, per case")
     args = parser.parse_args()
+    variants = {"cold": 0, "warm": 1, "rerun": 0}
     rows = []
     for case in args.cases:
         with tempfile.TemporaryDirectory(prefix="bayescale-first-answer-") as tmp:
-            compiledir = Path(tmp)
-            rows.append({**run_case(case, 0, compiledir), "state": "cold"})
-            rows.append({**run_case(case, 1, compiledir), "state": "warm"})
+            for state in args.states:
+                row = run_case(case, variants[state], Path(tmp))
+                rows.append({**row, "state": state, "load": os.getloadavg()[0]})
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     table = pd.DataFrame(rows)[["case", "state", "rows", "import_s", "compile_s", "sampling_s",
-                                "process_s"]]
+                                "process_s", "load"]]
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     print(table.round(1).to_string(index=False))
 

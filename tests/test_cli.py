@@ -20,9 +20,7 @@ def run_cli(
     *args: str, cwd: Path | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess:
     """Run ``python -m bayescale.cli <args>`` and capture its output."""
-    env = dict(os.environ)
-    cache = ROOT / ".cache"
-    env.setdefault("PYTENSOR_FLAGS", f"base_compiledir={cache / 'pytensor'}")
+    env = dict(os.environ)  # with the compile cache bayescale set up (tests/conftest.py)
     env.setdefault("MPLBACKEND", "Agg")
     return subprocess.run(
         [sys.executable, "-m", "bayescale.cli", *args],
@@ -70,7 +68,8 @@ def test_datasets_lists_the_four_bundled_datasets():
 def test_help_lists_every_subcommand():
     proc = run_cli("--help")
     assert proc.returncode == 0
-    for cmd in ("datasets", "validate", "fit", "predict", "compare", "report", "evaluate", "demo"):
+    for cmd in ("datasets", "validate", "fit", "predict", "compare", "report", "evaluate", "demo",
+                "cache"):
         assert cmd in proc.stdout
 
 

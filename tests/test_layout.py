@@ -22,7 +22,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "bayescale"
 #: Layers from the bottom up; a module may import from its own layer and the layers below.
 #: A name ending in "." is a package prefix (the package and its submodules).
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("base", ("version", "errors", "quiet", "compiled", "intervals", "derived", "persistence")),
+    ("base", ("version", "errors", "quiet", "compiled", "intervals", "derived", "persistence",
+              "cache")),
     ("data", ("data.",)),
     ("laws", ("laws.",)),
     ("models", ("models.",)),

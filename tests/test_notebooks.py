@@ -7,7 +7,6 @@ The notebooks read their sampler settings from ``BAYESCALE_NB_DRAWS``, ``BAYESCA
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -66,8 +65,6 @@ def test_notebook_runs(path: Path, python3_kernel: str, monkeypatch: pytest.Monk
         monkeypatch.setenv(key, value)
     # ipykernel's inline backend (headless) renders every figure, so drawing code runs too
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    if "PYTENSOR_FLAGS" not in os.environ:  # keep PyTensor's compile cache in the project
-        monkeypatch.setenv("PYTENSOR_FLAGS", f"base_compiledir={ROOT / '.cache' / 'pytensor'}")
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(
         nb,

@@ -17,6 +17,12 @@ modules with ``from bayescale.compare import compare_models`` (or
 ``bayescale.report`` and ``bayescale.baselines`` are the subpackage and module themselves.
 """
 
+# Before anything imports PyTensor or numba: point their compile caches at bayescale's cache
+# folder (see bayescale.cache; PyTensor reads its compile directory once, at import).
+from bayescale.cache import configure as _configure_cache
+
+_configure_cache()
+
 from bayescale import baselines, report
 from bayescale.batch import FitTask, fit_many
 from bayescale.compare import Comparison, compare, compare_models
@@ -31,7 +37,7 @@ from bayescale.data.prepare import (
     thin_log_spaced,
 )
 from bayescale.data.validate import validate
-from bayescale.errors import DataError, SamplingWarning, ScheduleWarning
+from bayescale.errors import CacheWarning, DataError, SamplingWarning, ScheduleWarning
 from bayescale.evaluate import evaluate
 from bayescale.fit import ScalingLawFit, fit, load
 from bayescale.inference import SamplerSettings
@@ -51,6 +57,7 @@ from bayescale.version import __version__
 __all__ = [
     "DEFAULT_PRIORS",
     "KAPLAN_2020",
+    "CacheWarning",
     "Comparison",
     "DataError",
     "FitTask",

@@ -8,6 +8,7 @@ warnings as one line each (``bayescale: warning: ...``); other libraries' warnin
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -333,6 +334,55 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _size(n: int) -> str:
+    """Bytes as ``12.3 MB (12,345,678 bytes)``."""
+    if n < 1000:
+        return f"{n:,} bytes"
+    value, units = n / 1000, ["kB", "MB", "GB", "TB"]
+    while value >= 1000 and len(units) > 1:
+        value, units = value / 1000, units[1:]
+    return f"{value:.1f} {units[0]} ({n:,} bytes)"
+
+
+def _cmd_cache(args: argparse.Namespace) -> int:
+    from bayescale import cache
+
+    root = cache.cache_root()
+    if args.action == "clear":
+        removed = cache.clear(root)
+        if not removed:
+            print(f"nothing to remove: no bayescale cache in {root}")
+            return 0
+        for folder, size in removed:
+            print(f"removed {folder} ({_size(size)})")
+        total = sum(size for _, size in removed)
+        print(f"removed {len(removed)} folder(s), {_size(total)} in all")
+        return 0
+
+    import numba.core.config
+    import pytensor
+
+    current = cache.state()
+    folders = cache.stack_folders(root)
+    sizes = {folder: cache.folder_size(folder) for folder in folders}
+    if os.environ.get(cache.ENV_VAR, "").strip():
+        print(f"cache: {root} (from {cache.ENV_VAR})")
+    else:
+        print(f"cache: {root} (the default; set {cache.ENV_VAR} to move it)")
+    print(f"size: {_size(sum(sizes.values()))} in {len(folders)} folder(s)")
+    for folder in folders:
+        mark = "  (this Python and these package versions)" if folder == current.folder else ""
+        print(f"  {folder.name}  {_size(sizes[folder])}{mark}")
+    if current.problem:
+        print(f"not writable: {current.problem}; compiling into a temporary folder")
+    pytensor_dir = pytensor.config.base_compiledir
+    note = "" if current.pytensor_dir else "  (set by the user: not in bayescale's cache)"
+    print(f"PyTensor compile directory: {pytensor_dir}{note}")
+    note = "" if current.numba_dir else "  (set by the user: not in bayescale's cache)"
+    print(f"numba cache directory: {numba.core.config.CACHE_DIR or '(numba default)'}{note}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``bayescale`` command."""
     parser = argparse.ArgumentParser(
@@ -503,6 +553,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports/demo")
     p.add_argument("--quick", action="store_true", help="fewer draws (for smoke tests)")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "cache",
+        parents=[common],
+        help="the compile cache: 'info' (where, how big) or 'clear' (remove it)",
+        description=(
+            "bayescale keeps what PyTensor and numba compile in a cache folder (the user's "
+            "cache directory, or BAYESCALE_CACHE_DIR), one subfolder per version of Python "
+            "and of the packages that compile. 'info' prints the folder and its size; 'clear' "
+            "removes bayescale's subfolders (the next fit compiles from scratch)."
+        ),
+    )
+    p.add_argument("action", choices=["info", "clear"])
+    p.set_defaults(func=_cmd_cache)
     return parser
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 
@@ -15,11 +15,37 @@ def source_cache_key(*funcs: Callable[..., Any]) -> int:
     properties only; returned with the numba function, this integer joins that key, so an edited
     kernel is never served from a stale cache.
     """
-    digest = hashlib.sha256()
+    chunks = []
     for func in funcs:
         try:
-            text = inspect.getsource(func).encode()
+            chunks.append(inspect.getsource(func).encode())
         except (OSError, TypeError):  # pragma: no cover - source unavailable (frozen installs)
-            text = func.__code__.co_code
-        digest.update(text)
+            chunks.append(func.__code__.co_code)
+    return _digest(chunks)
+
+
+def text_cache_key(*texts: str) -> int:
+    """An integer that changes whenever any of ``texts`` changes (or their order).
+
+    The key of bayescale's on-disk compile cache folder (:mod:`bayescale.cache`), made from the
+    versions of the software stack, in the same way as :func:`source_cache_key`.
+
+    Parameters
+    ----------
+    *texts
+        The strings to key on.
+
+    Returns
+    -------
+    int
+        A 56-bit integer.
+    """
+    return _digest(["\0".join(texts).encode()])
+
+
+def _digest(chunks: Iterable[bytes]) -> int:
+    """56 bits of the SHA-256 of the concatenated ``chunks``."""
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
     return int.from_bytes(digest.digest()[:7], "big")

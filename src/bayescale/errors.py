@@ -35,3 +35,7 @@ class SamplingWarning(UserWarning):
 
 class ScheduleWarning(UserWarning):
     """Runs without a learning-rate schedule: only their late checkpoints are fitted."""
+
+
+class CacheWarning(UserWarning):
+    """bayescale's compile cache cannot be written: every process compiles from scratch."""

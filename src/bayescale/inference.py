@@ -14,6 +14,7 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
+from bayescale.cache import prepare_compile
 from bayescale.errors import SamplingWarning, user_stacklevel
 from bayescale.quiet import resolve_blas_flags
 
@@ -125,6 +126,7 @@ def sample_model(
     jitter_rvs = {model[name] for name in jitter if name in model.named_vars}
     t0 = time.perf_counter()
     resolve_blas_flags()
+    prepare_compile()
     if settings.sampler == "nutpie":
         import nutpie
 

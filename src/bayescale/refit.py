@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bayescale.cache import prepare_compile
 from bayescale.data.validate import validate
 from bayescale.fit import ScalingLawFit, fit_meta
 from bayescale.inference import SamplerSettings, sample_compiled_nutpie
@@ -120,6 +121,7 @@ class RefitModel:
         self._start = {name: self._shared[f"start_{name}"] for name in coordinates.start}
         jitter = {model[n] for n in coordinates.jitter if n in model.named_vars}
         resolve_blas_flags()
+        prepare_compile()
         self._compiled = nutpie.compile_pymc_model(
             model, backend="numba", initial_points=self._start, jitter_rvs=jitter
         )
