@@ -258,8 +258,9 @@ class Diagnostics:
         if self.max_tree_depth_share > 0.05:
             out.append(
                 f"{100 * self.max_tree_depth_share:.0f}% of draws hit the maximum tree depth: "
-                "the posterior geometry is difficult; when most families have runs at only one "
-                "or two sizes, try family_parameterization='noncentered'"
+                "the posterior geometry is difficult and sampling slow; when most families have "
+                "runs at only one or two sizes, try family_parameterization='noncentered' "
+                "unless the fit uses it already"
             )
         return out
 
