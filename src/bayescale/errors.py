@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+#: Where bayescale's modules live: a warning issued from here is bayescale's own.
+PACKAGE_DIR = str(Path(__file__).resolve().parent)
 
 
 def user_stacklevel() -> int:
@@ -18,7 +19,7 @@ def user_stacklevel() -> int:
     frame = sys._getframe(1)  # the function that calls warnings.warn
     level = 1
     while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(
-        _PACKAGE_DIR
+        PACKAGE_DIR
     ):
         frame = frame.f_back
         level += 1

@@ -12,12 +12,12 @@ import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TextIO
+
+from bayescale.errors import PACKAGE_DIR
 
 __all__ = ["is_bayescale_warning", "own_warnings_only", "quiet_arviz", "resolve_blas_flags"]
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
 _BLAS_MESSAGE = "PyTensor could not link to a BLAS installation"
 
 
@@ -57,7 +57,7 @@ def quiet_arviz() -> Iterator[None]:
 
 def is_bayescale_warning(category: type[Warning], filename: str) -> bool:
     """Whether a warning is bayescale's own: its class or the code that issued it."""
-    return category.__module__.startswith("bayescale") or f"{_PACKAGE_DIR}" in str(filename)
+    return category.__module__.startswith("bayescale") or PACKAGE_DIR in str(filename)
 
 
 @contextmanager
