@@ -12,7 +12,7 @@ export TMPDIR := $(CACHE)/tmp
 export MPLBACKEND ?= Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: demo test test-slow lint benchmark clean data
+.PHONY: demo test test-slow lint benchmark clean data notebooks
 
 $(BIN)/python:
 	@mkdir -p $(CACHE)/tmp
@@ -40,6 +40,11 @@ test: $(VENV)/.installed-dev
 test-slow: $(VENV)/.installed-dev
 	@mkdir -p $(CACHE)/tmp
 	$(BIN)/python -m pytest -q -m slow || [ $$? -eq 5 ]
+
+# Execute the notebooks with the settings they recommend and save them with their outputs.
+notebooks: $(VENV)/.installed-dev
+	@mkdir -p $(CACHE)/tmp
+	$(BIN)/python scripts/run_notebooks.py
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks scripts

@@ -40,3 +40,7 @@ class ScheduleWarning(UserWarning):
 
 class CacheWarning(UserWarning):
     """bayescale's compile cache cannot be written: every process compiles from scratch."""
+
+
+class UnreliableEstimateWarning(UserWarning):
+    """An importance-sampling estimate has Pareto k above 0.7: too few draws carry the weight."""

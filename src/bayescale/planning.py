@@ -70,7 +70,7 @@ from scipy.special import ndtr, ndtri
 
 from bayescale.data.prepare import DEFAULT_FIT_FROM, DEFAULT_UNSCHEDULED_FROM
 from bayescale.data.schedule import SCHEDULE_COLUMNS
-from bayescale.errors import DataError, ScheduleWarning
+from bayescale.errors import DataError, ScheduleWarning, UnreliableEstimateWarning
 from bayescale.laws.schedule import point_schedule
 from bayescale.models.hierarchical import reference_log_loss
 from bayescale.models.likelihood import (
@@ -110,10 +110,6 @@ BANDS = ("mean", "new_seed", "observed")
 _MIN_ANNEAL = 1e-3
 #: Largest array (elements) built at once when computing likelihoods.
 _CHUNK = 4_000_000
-
-
-class UnreliableEstimateWarning(UserWarning):
-    """An importance-sampling estimate has Pareto k above 0.7: too few draws carry the weight."""
 
 
 # --------------------------------------------------------------------------- result

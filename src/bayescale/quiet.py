@@ -8,15 +8,23 @@ line, whatever other libraries say (:func:`own_warnings_only`).
 
 from __future__ import annotations
 
+import re
 import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
+from bayescale import errors
 from bayescale.errors import PACKAGE_DIR
 
-__all__ = ["is_bayescale_warning", "own_warnings_only", "quiet_arviz", "resolve_blas_flags"]
+__all__ = [
+    "foreign_warnings",
+    "is_bayescale_warning",
+    "own_warnings_only",
+    "quiet_arviz",
+    "resolve_blas_flags",
+]
 
 _BLAS_MESSAGE = "PyTensor could not link to a BLAS installation"
 
@@ -58,6 +66,43 @@ def quiet_arviz() -> Iterator[None]:
 def is_bayescale_warning(category: type[Warning], filename: str) -> bool:
     """Whether a warning is bayescale's own: its class or the code that issued it."""
     return category.__module__.startswith("bayescale") or PACKAGE_DIR in str(filename)
+
+
+#: bayescale's warning classes (all defined in :mod:`bayescale.errors`), by name.
+OWN_WARNING_NAMES = frozenset(
+    name for name, obj in vars(errors).items()
+    if isinstance(obj, type) and issubclass(obj, Warning)
+)
+# Python's warning format: "<file>:<line>: <Category>: <message>"
+_WARNING_LINE = re.compile(r"^(?P<filename>\S.*?):\d+: (?P<category>[A-Za-z_]\w*): ")
+
+
+def foreign_warnings(text: str) -> list[str]:
+    """The lines of captured output that are other libraries' warnings.
+
+    A warning line (Python's ``<file>:<line>: <Category>: <message>`` format) is bayescale's
+    own when its category is one of bayescale's classes (they point at the user's code, so the
+    file is the caller's) or when it was issued from bayescale's package directory.
+
+    Parameters
+    ----------
+    text
+        Captured standard error, e.g. a notebook cell's ``stderr`` stream.
+
+    Returns
+    -------
+    list of str
+        The foreign warning lines, in order (empty when everything came from bayescale).
+    """
+    out = []
+    for line in text.splitlines():
+        match = _WARNING_LINE.match(line)
+        if match is None:
+            continue
+        if match["category"] in OWN_WARNING_NAMES or PACKAGE_DIR in match["filename"]:
+            continue
+        out.append(line)
+    return out
 
 
 @contextmanager
