@@ -387,6 +387,7 @@ def test_unknown_attributes_raise_attribute_error():
     with pytest.raises(AttributeError, match="no_such_name"):
         bayescale.no_such_name  # noqa: B018
     assert not hasattr(bayescale, "_private_thing")
+    assert not hasattr(bayescale, "data.prepare")
 
 
 def test_the_chinchilla_names_agree_where_they_are_still_spelled_twice():

@@ -180,7 +180,11 @@ def __getattr__(name: str) -> Any:
     """
     module_name = _LAZY.get(name)
     if module_name is None:
-        if name.startswith("_") or importlib.util.find_spec(f"{__name__}.{name}") is None:
+        if (
+            name.startswith("_")
+            or not name.isidentifier()
+            or importlib.util.find_spec(f"{__name__}.{name}") is None
+        ):
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
         return importlib.import_module(f"{__name__}.{name}")  # the import binds it here
     module = importlib.import_module(f"{__name__}.{module_name}")
