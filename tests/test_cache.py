@@ -153,6 +153,38 @@ def test_an_unwritable_cache_falls_back_and_warns_once(
         shutil.rmtree(state.pytensor_dir.parent, ignore_errors=True)
 
 
+def _refuse(*args, **kwargs):
+    raise PermissionError(13, "Permission denied (test)")
+
+
+def test_an_existing_stack_folder_is_used_without_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The probe is the first ``configure``'s: later imports only look the marker up."""
+    environ = {cache.ENV_VAR: str(tmp_path)}
+    first = cache.configure(dict(environ), pytensor_imported=False, versions=VERSIONS)
+    monkeypatch.setattr(Path, "mkdir", _refuse)
+    monkeypatch.setattr(Path, "write_text", _refuse)
+    again = cache.configure(dict(environ), pytensor_imported=False, versions=VERSIONS)
+    assert again == first and again.problem == ""
+
+
+def test_a_stack_folder_that_became_unwritable_falls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    environ = {cache.ENV_VAR: str(tmp_path)}
+    first = cache.configure(dict(environ), pytensor_imported=False, versions=VERSIONS)
+    monkeypatch.setattr(cache.os, "access", lambda *args, **kwargs: False)
+    monkeypatch.setattr(Path, "write_text", _refuse)
+    state = cache.configure(dict(environ), pytensor_imported=False, versions=VERSIONS)
+    try:
+        assert state.folder is None and "PermissionError" in state.problem
+        assert state.pytensor_dir is not None
+        assert not state.pytensor_dir.is_relative_to(first.folder)
+    finally:
+        shutil.rmtree(state.pytensor_dir.parent, ignore_errors=True)
+
+
 def test_a_writable_cache_does_not_warn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     state = cache.configure({cache.ENV_VAR: str(tmp_path)}, pytensor_imported=False)
     monkeypatch.setattr(cache, "_state", state)

@@ -341,3 +341,62 @@ def test_moved_names_stay_importable_from_their_old_modules():
         assert name in evaluate_module.__all__
     for name in ("RefitModel", "fit_same_layout", "layout_key", "cached_refit_model"):
         assert getattr(validation, name) is getattr(refit, name)
+
+
+_FRESH_IMPORT = """
+import json, sys
+import bayescale as bs
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {
+    "arviz", "matplotlib", "numba", "numpy", "pandas", "pymc", "pytensor", "scipy", "xarray"})
+loaded_early = sorted(m for m in sys.modules if m.startswith("bayescale."))
+listed = sorted(set(bs.__all__) - set(dir(bs)))
+import bayescale.fit, bayescale.compare, bayescale.simulate, bayescale.evaluate  # the modules
+shadowed = {n: callable(getattr(bs, n)) and not isinstance(getattr(bs, n), type(bs))
+            for n in ("fit", "compare", "simulate", "evaluate")}
+unresolved = [n for n in bs.__all__ if getattr(bs, n, None) is None]
+print(json.dumps({"heavy": heavy, "early": loaded_early, "not_in_dir": listed,
+                  "shadowed": shadowed, "unresolved": unresolved,
+                  "submodule": type(bs.refit).__name__}))
+"""
+
+
+def test_import_is_lazy_and_every_name_in_all_resolves_in_a_fresh_process():
+    """``import bayescale`` loads no numerical stack; each ``__all__`` name loads on first use,
+    ``dir()`` lists them all, and the functions named like their modules stay functions when
+    those modules are imported by their full path."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _FRESH_IMPORT], capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(proc.stdout.splitlines()[-1])
+    assert found["heavy"] == []
+    assert set(found["early"]) <= {"bayescale.cache", "bayescale.compiled", "bayescale.errors",
+                                   "bayescale.version"}
+    assert found["not_in_dir"] == []
+    assert found["shadowed"] == dict.fromkeys(("fit", "compare", "simulate", "evaluate"), True)
+    assert found["unresolved"] == []
+    assert found["submodule"] == "module"
+
+
+def test_unknown_attributes_raise_attribute_error():
+    import bayescale
+
+    with pytest.raises(AttributeError, match="no_such_name"):
+        bayescale.no_such_name  # noqa: B018
+    assert not hasattr(bayescale, "_private_thing")
+    assert not hasattr(bayescale, "data.prepare")
+
+
+def test_the_chinchilla_names_agree_where_they_are_still_spelled_twice():
+    """The simulator draws the model's theta components; the model's law parameters are the
+    law's (models/hierarchical.py keeps its own LAW_PARAMS for now)."""
+    from bayescale.laws.chinchilla import CHINCHILLA_PARAMS
+    from bayescale.models.hierarchical import LAW_PARAMS
+    from bayescale.models.priors import THETA_NAMES
+    from bayescale.simulate import DEFAULT_FAMILY_SD, DEFAULT_POPULATION
+
+    assert tuple(DEFAULT_POPULATION) == tuple(DEFAULT_FAMILY_SD) == THETA_NAMES
+    assert tuple(LAW_PARAMS) == tuple(CHINCHILLA_PARAMS)

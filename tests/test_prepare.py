@@ -338,3 +338,35 @@ def test_thin_log_spaced_properties(runs: pd.DataFrame, k: int) -> None:
         nearest_any = np.abs(grid[:, None] - log_all[None, :]).min(axis=1)
         nearest_kept = np.abs(grid[:, None] - log_kept[None, :]).min(axis=1)
         np.testing.assert_allclose(nearest_kept, nearest_any, rtol=0, atol=1e-12)
+
+
+def test_window_start_is_the_rule_fit_window_and_planning_share() -> None:
+    from bayescale.data.prepare import run_length, window_start
+
+    length = np.array([1e10, 1e10, 4e10])
+    unscheduled = np.array([False, True, True])
+    assert window_start(length, unscheduled, 0.2, 0.9).tolist() == [2e9, 9e9, 3.6e10]
+    assert window_start(length, unscheduled, None, None).tolist() == [0.0, 0.0, 0.0]
+    assert window_start(length, unscheduled, 0.5, None).tolist() == [5e9, 5e9, 2e10]
+    assert window_start(length, unscheduled, 0.95, 0.9).tolist() == [9.5e9, 9.5e9, 3.8e10]
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        window_start(length, unscheduled, 0.2, 1.0)
+    # fit_window keeps exactly the checkpoints at or past the start (and each run's last one)
+    from bayescale import fit_window
+
+    runs = _synthetic()  # no schedules: every run is fitted from 0.9 of its length on
+    window = fit_window(runs, 0.5, 0.9)
+    start = window_start(run_length(runs), np.ones(len(runs), dtype=bool), 0.5, 0.9)
+    past = runs["tokens"].to_numpy() >= start * (1 - 1e-9)
+    last = runs.groupby("run")["tokens"].transform("max").to_numpy() == runs["tokens"].to_numpy()
+    assert len(window.runs) == int((past | last).sum()) < len(runs)
+    assert window.dropped == len(runs) - len(window.runs)
+
+
+def test_run_length_prefers_schedule_then_run_tokens_then_last_checkpoint() -> None:
+    from bayescale.data.prepare import run_length
+
+    table = pd.DataFrame({"run": ["a", "a", "b", "c"], "tokens": [1.0, 2.0, 3.0, 4.0],
+                          "run_tokens": [5.0, 5.0, np.nan, 6.0],
+                          "schedule_tokens": [np.nan, np.nan, np.nan, 7.0]})
+    assert run_length(table).tolist() == [5.0, 5.0, 3.0, 7.0]

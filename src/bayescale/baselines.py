@@ -168,10 +168,7 @@ class PointFit:
         return prediction_dataset(n, d, median, levels=levels, attrs=self._attrs())
 
     def _attrs(self) -> dict[str, object]:
-        attrs: dict[str, object] = {"method": self.method, "n_obs": self.n_obs}
-        if self.info.get("family") is not None:
-            attrs["family"] = self.info["family"]
-        return attrs
+        return _method_attrs(self.method, self.n_obs, self.info)
 
 
 @dataclass(frozen=True)
@@ -302,10 +299,16 @@ class ConstantFit:
     ) -> xr.Dataset:
         """Prediction dataset with the constant as ``median`` and no bands."""
         n, d = broadcast_points(params, tokens)
-        attrs: dict[str, object] = {"method": self.method, "n_obs": self.n_obs}
-        if self.info.get("family") is not None:
-            attrs["family"] = self.info["family"]
+        attrs = _method_attrs(self.method, self.n_obs, self.info)
         return prediction_dataset(n, d, np.full(n.shape, self.value), levels=levels, attrs=attrs)
+
+
+def _method_attrs(method: str, n_obs: int, info: Mapping[str, Any]) -> dict[str, object]:
+    """The attributes of a baseline's prediction dataset: method, rows fitted, family."""
+    attrs: dict[str, object] = {"method": method, "n_obs": n_obs}
+    if info.get("family") is not None:
+        attrs["family"] = info["family"]
+    return attrs
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,7 +13,9 @@ PyTensor and numba can reuse across processes is kept in one folder:
   numba cache of compiled Ops) and ``numba/`` is ``NUMBA_CACHE_DIR`` (numba's cache of
   functions compiled with ``cache=True``).
 
-:func:`configure` runs once, when bayescale is imported, before bayescale imports PyTensor. It
+:func:`configure` runs once, when bayescale is imported, before bayescale imports PyTensor, and
+costs a file lookup and an access check once the stack folder exists (the folder is created
+and its marker written, which doubles as the writability probe, only the first time). It
 sets ``PYTENSOR_FLAGS`` and ``NUMBA_CACHE_DIR`` in ``os.environ``, which child processes (Dask
 workers, subprocesses) inherit. A setting the user made is left as it is: ``base_compiledir``
 or ``compiledir`` in ``PYTENSOR_FLAGS`` or in a ``.pytensorrc`` file, and ``NUMBA_CACHE_DIR``.
@@ -216,23 +218,24 @@ def user_pytensor_dir(environ: Mapping[str, str] | None = None) -> str | None:
     return _rc_compiledir(environ)
 
 
-def _writable(folder: Path) -> str:
-    """Create ``folder`` and write a file in it; the error's text if either fails."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
-            pass
-    except OSError as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return ""
+def _usable(folder: Path, versions: Mapping[str, str]) -> str:
+    """Make ``folder`` bayescale's stack folder; the error's text if it cannot be written.
 
-
-def _write_marker(folder: Path, versions: Mapping[str, str]) -> None:
+    A folder that already holds :data:`MARKER` and that the operating system reports writable
+    is taken as it is: a lookup and an access check, no write, on every import after the first.
+    Otherwise the folder is created and the marker written (atomically), which is the probe.
+    """
     marker = folder / MARKER
-    if not marker.exists():
+    try:
+        if marker.is_file() and os.access(folder, os.W_OK | os.X_OK):
+            return ""
+        folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{MARKER}.{os.getpid()}"
         tmp.write_text(json.dumps(dict(versions), indent=1, sort_keys=True) + "\n")
         tmp.replace(marker)  # atomic: concurrent processes write the same content
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return ""
 
 
 def _same(setting: str, path: Path) -> bool:
@@ -276,14 +279,9 @@ def configure(
     versions = stack_versions() if versions is None else versions
     root = cache_root(environ)
     folder: Path | None = stack_dir(root, versions)
-    problem = _writable(folder)
+    problem = _usable(folder, versions)
     if problem:
         folder = None
-    else:
-        try:
-            _write_marker(folder, versions)
-        except OSError as exc:
-            folder, problem = None, f"{type(exc).__name__}: {exc}"
     # An unwritable cache: compile into a folder that lives as long as the process, so that a
     # read-only home or cache directory does not break fitting.
     base = folder

@@ -383,6 +383,15 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_sampler_options(
+    p: argparse.ArgumentParser, draws: int = 1000, tune: int = 1000, chains: int = 4
+) -> None:
+    """``--draws``, ``--tune`` and ``--chains`` of a command that samples."""
+    p.add_argument("--draws", type=int, default=draws)
+    p.add_argument("--tune", type=int, default=tune)
+    p.add_argument("--chains", type=int, default=chains)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``bayescale`` command."""
     parser = argparse.ArgumentParser(
@@ -412,9 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--law", default="chinchilla")
     p.add_argument("--hierarchy", default="family", help="'family' or 'arch,family'")
     p.add_argument("--out", required=True)
-    p.add_argument("--draws", type=int, default=1000)
-    p.add_argument("--tune", type=int, default=1000)
-    p.add_argument("--chains", type=int, default=4)
+    _add_sampler_options(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sampler", default="nutpie", choices=["nutpie", "pymc", "numpyro"])
     p.add_argument("--family-col", default="family")
@@ -481,9 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--warmup-tokens", type=float, default=1e10, help="drop earlier checkpoints (0: none)"
     )
     p.add_argument("--max-points", type=int, default=None, help="thin to k checkpoints/run")
-    p.add_argument("--draws", type=int, default=1000)
-    p.add_argument("--tune", type=int, default=1000)
-    p.add_argument("--chains", type=int, default=4)
+    _add_sampler_options(p)
     p.add_argument("--n-boot", type=int, default=200, help="replicates of huber_bootstrap")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--csv", default=None, help="write the tidy family x method results here")
@@ -540,9 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--warmup-tokens", type=float, default=1e10, help="drop earlier checkpoints (0: none)"
     )
     p.add_argument("--max-points", type=int, default=20, help="checkpoints per run (0: all)")
-    p.add_argument("--draws", type=int, default=500)
-    p.add_argument("--tune", type=int, default=500)
-    p.add_argument("--chains", type=int, default=2)
+    _add_sampler_options(p, draws=500, tune=500, chains=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep-posterior", action="store_true", help="save every posterior (NetCDF)")
     p.set_defaults(func=_cmd_grid)

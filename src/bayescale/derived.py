@@ -20,27 +20,16 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from bayescale.intervals import DEFAULT_LEVELS
+from bayescale.intervals import (
+    DEFAULT_LEVELS,
+    broadcast_inputs,
+    equal_tailed,
+    interval_levels,
+    level_coords,
+    quantiles,
+)
 
-
-def broadcast_inputs(**inputs: Any) -> dict[str, np.ndarray]:
-    """Broadcast named positive inputs to 1-D float arrays of equal length.
-
-    Raises
-    ------
-    ValueError
-        If a value is not positive and finite, or the inputs cannot be broadcast.
-    """
-    arrays = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in inputs.values()))
-    out = {}
-    for name, arr in zip(inputs, arrays, strict=True):
-        arr = arr.ravel().copy()
-        if arr.size == 0:
-            raise ValueError(f"{name} is empty")
-        if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-            raise ValueError(f"{name} must be positive and finite; got {arr[~(arr > 0)][:5]}")
-        out[name] = arr
-    return out
+__all__ = ["broadcast_inputs", "chinchilla_compute_optimal", "quantity_dataset"]
 
 
 def quantity_dataset(
@@ -67,31 +56,15 @@ def quantity_dataset(
     xarray.Dataset
         See the module docstring.
     """
-    levels = tuple(float(q) for q in levels)
-    for q in levels:
-        if not 0 < q < 1:
-            raise ValueError(f"interval levels must be in (0, 1); got {q}")
-    probs = np.array([[(1 - q) / 2, (1 + q) / 2] for q in levels])
+    levels = interval_levels(levels)
     coords: dict[str, Any] = {k: ("point", np.asarray(v)) for k, v in point_coords.items()}
-    coords["level"] = ("level", np.asarray(levels))
-    coords["bound"] = ("bound", np.array(["lower", "upper"]))
+    coords.update(level_coords(levels))
     data_vars: dict[str, tuple] = {}
     for name, samples in draws.items():
         samples = np.asarray(samples, dtype=float)
-        data_vars[name] = ("point", _quantile(samples, np.array(0.5)))
-        quant = _quantile(samples, probs.ravel())
-        data_vars[f"{name}_interval"] = (
-            ("point", "level", "bound"),
-            quant.reshape(len(levels), 2, -1).transpose(2, 0, 1),
-        )
+        data_vars[name] = ("point", quantiles(samples, np.array(0.5)))
+        data_vars[f"{name}_interval"] = (("point", "level", "bound"), equal_tailed(samples, levels))
     return xr.Dataset(data_vars, coords=coords, attrs=dict(attrs or {}))
-
-
-def _quantile(samples: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """Quantiles over axis 0 that keep ``+-inf`` draws (plain interpolation gives NaN)."""
-    big = np.finfo(float).max
-    quant = np.quantile(np.clip(samples, -big, big), probs, axis=0)
-    return np.where(quant >= big, np.inf, np.where(quant <= -big, -np.inf, quant))
 
 
 def chinchilla_compute_optimal(

@@ -14,8 +14,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayescale.laws.chinchilla import from_reference_scale
-from bayescale.models.hierarchical import LAW_PARAMS
+from bayescale.laws.chinchilla import CHINCHILLA_PARAMS, from_reference_scale
 from bayescale.models.priors import THETA_NAMES
 
 __all__ = ["CREDIBLE_INTERVAL_COLUMNS", "parameter_intervals"]
@@ -61,7 +60,7 @@ def _parameter_draws(
             theta_arch[..., 0], theta_arch[..., 1], np.exp(theta_arch[..., 2]),
             theta_arch[..., 3], np.exp(theta_arch[..., 4]), n0, d0,
         )
-        for p in LAW_PARAMS:
+        for p in CHINCHILLA_PARAMS:
             for i, arch in enumerate(archs):
                 out.append((p, "arch", arch, law[p][..., i]))
     for p in law_params:
@@ -88,7 +87,7 @@ def parameter_intervals(
     d0: float,
     use_arch: bool,
     level: float = 0.9,
-    law_params: Sequence[str] = LAW_PARAMS,
+    law_params: Sequence[str] = CHINCHILLA_PARAMS,
     theta_names: Sequence[str] = THETA_NAMES,
 ) -> pd.DataFrame:
     """Credible intervals of the law parameters, per family and for the population.

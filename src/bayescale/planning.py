@@ -68,7 +68,12 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr, ndtri
 
-from bayescale.data.prepare import DEFAULT_FIT_FROM, DEFAULT_UNSCHEDULED_FROM
+from bayescale.data.prepare import (
+    DEFAULT_FIT_FROM,
+    DEFAULT_UNSCHEDULED_FROM,
+    run_length,
+    window_start,
+)
 from bayescale.data.schedule import SCHEDULE_COLUMNS
 from bayescale.errors import DataError, ScheduleWarning, UnreliableEstimateWarning
 from bayescale.laws.schedule import point_schedule
@@ -384,22 +389,27 @@ def _check_schedules(cand: pd.DataFrame, present: list[str]) -> None:
         raise DataError(f"candidates' schedules: {exc} (runs are candidate names)") from exc
 
 
-def _run_length(row: Mapping[str, Any]) -> float:
-    end = row.get("schedule_tokens")
-    if end is not None and pd.notna(end):
-        return float(end)
-    return float(row["tokens"])
+def _windows(cand: pd.DataFrame, fit_from: float | None,
+             unscheduled_from: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each candidate's run length, whether it has a schedule, and where its window starts."""
+    table = pd.DataFrame({"run": cand["candidate"], "tokens": cand["tokens"],
+                          "run_tokens": cand["tokens"]})  # the schedule ends with the run
+    if "schedule_tokens" in cand.columns:
+        table["schedule_tokens"] = cand["schedule_tokens"]
+    length = run_length(table).to_numpy()
+    if "schedule" in cand.columns:
+        scheduled = cand["schedule"].notna().to_numpy(dtype=bool)
+    else:
+        scheduled = np.zeros(len(cand), dtype=bool)
+    start = window_start(length, ~scheduled, fit_from, unscheduled_from)
+    return length, scheduled, np.minimum(start, cand["tokens"].to_numpy(dtype=float))
 
 
 def _training_runs(fit: ScalingLawFit) -> pd.DataFrame:
     """One row per training run: family, params, run length, config index."""
     data = fit.data
-    length = data.groupby("run")["tokens"].transform("max").astype(float)
-    for col in ("run_tokens", "schedule_tokens"):
-        if col in data.columns:
-            length = pd.to_numeric(data[col], errors="coerce").astype(float).fillna(length)
     runs = pd.DataFrame({"run": data["run"].astype(str), "family": data["family"].astype(str),
-                         "params": data["params"].astype(float), "length": length})
+                         "params": data["params"].astype(float), "length": run_length(data)})
     runs = runs.groupby("run", sort=False).first()
     design = fit.design
     config_of = dict(zip(design.runs, design.run_config, strict=True))
@@ -425,17 +435,17 @@ def _kind(family: str, params: float, length: float, runs: pd.DataFrame) -> str:
 
 
 def _units(fit: ScalingLawFit, post: _Posterior, cand: pd.DataFrame, n_checkpoints: int,
-           fit_from: float, unscheduled_from: float) -> tuple[list[_Unit], list[str]]:
+           fit_from: float | None,
+           unscheduled_from: float | None) -> tuple[list[_Unit], list[str]]:
     runs = _training_runs(fit)
     configs = [str(c) for c in fit.design.configs]
     notes: list[str] = []
     units = []
     dropped = []
-    for row in cand.to_dict("records"):
-        has_schedule = "schedule" in row and pd.notna(row.get("schedule"))
-        length = _run_length(row)
-        start = (fit_from if has_schedule else max(fit_from, unscheduled_from)) * length
-        start = min(start, row["tokens"])
+    lengths, has_schedules, starts = _windows(cand, fit_from, unscheduled_from)
+    for row, length, has_schedule, start in zip(cand.to_dict("records"), lengths.tolist(),
+                                                has_schedules.tolist(), starts.tolist(),
+                                                strict=True):
         ckpt = np.unique(np.geomspace(start, row["tokens"], max(int(n_checkpoints), 1)))
         if has_schedule:
             sched = {c: row.get(c) for c in SCHEDULE_COLUMNS if c in row}
@@ -876,8 +886,8 @@ def next_runs(
     level: float = 0.9,
     n_simulations: int = 200,
     n_checkpoints: int = 8,
-    fit_from: float = DEFAULT_FIT_FROM,
-    unscheduled_from: float = DEFAULT_UNSCHEDULED_FROM,
+    fit_from: float | None = DEFAULT_FIT_FROM,
+    unscheduled_from: float | None = DEFAULT_UNSCHEDULED_FROM,
     alternatives: bool = True,
     random_seed: int | None = None,
 ) -> NextRuns:

@@ -30,7 +30,6 @@ DEFAULT_FAMILY_SD: dict[str, float] = {
     "b": 0.15,
     "log_beta": 0.1,
 }
-_THETA = ("log_E", "a", "log_alpha", "b", "log_beta")
 
 
 @dataclass(frozen=True)
@@ -151,7 +150,7 @@ def simulate(
     fam_rows, run_effects, frames = [], {}, []
     for f in range(n_families):
         name = f"fam{f}"
-        theta = {k: pop[k] + fsd[k] * rng.standard_normal() for k in _THETA}
+        theta = {k: pop[k] + fsd[k] * rng.standard_normal() for k in DEFAULT_POPULATION}
         alpha, beta = np.exp(theta["log_alpha"]), np.exp(theta["log_beta"])
         fam_rows.append(
             {

@@ -49,13 +49,25 @@ def drop_warmup(
     if min_fraction is not None:
         if not 0 <= min_fraction < 1:
             raise ValueError(f"min_fraction must be in [0, 1); got {min_fraction}")
-        cut = min_fraction * _run_length(runs).to_numpy() * (1 - CUT_RTOL)
+        cut = min_fraction * run_length(runs).to_numpy() * (1 - CUT_RTOL)
         keep &= runs["tokens"].to_numpy() >= cut
     return runs.loc[keep].reset_index(drop=True)
 
 
-def _run_length(runs: pd.DataFrame) -> pd.Series:
-    """Each row's run length: ``schedule_tokens``, else ``run_tokens``, else the last checkpoint."""
+def run_length(runs: pd.DataFrame) -> pd.Series:
+    """Each row's run length, the length that fractional cuts are taken of.
+
+    Parameters
+    ----------
+    runs
+        A run table with ``run`` and ``tokens`` (validated or not).
+
+    Returns
+    -------
+    pandas.Series
+        Per row (same index): ``schedule_tokens`` where given, else ``run_tokens``, else the
+        run's last checkpoint.
+    """
     length = runs.groupby("run")["tokens"].transform("max").astype(float)
     for col in ("run_tokens", "schedule_tokens"):
         if col in runs.columns:
@@ -74,6 +86,49 @@ DEFAULT_UNSCHEDULED_FROM = 0.9
 
 #: Run lengths within this factor of each other count as one length (see :class:`FitWindow`).
 _SAME_LENGTH = 1.5
+
+
+def window_start(
+    length: np.ndarray | pd.Series,
+    unscheduled: np.ndarray | pd.Series,
+    fit_from: float | None = DEFAULT_FIT_FROM,
+    unscheduled_from: float | None = DEFAULT_UNSCHEDULED_FROM,
+) -> np.ndarray:
+    """Where the fitted part of each run starts: the fit-window rule.
+
+    A run is fitted from ``fit_from`` of its length on, and a run without a learning-rate
+    schedule from ``max(fit_from, unscheduled_from)`` on. :func:`fit_window` applies it to a
+    run table and :func:`bayescale.next_runs` to the runs it simulates.
+
+    Parameters
+    ----------
+    length
+        Each run's (or row's) length in tokens, as :func:`run_length` gives it.
+    unscheduled
+        Whether each run (or row) has no learning-rate schedule, same shape as ``length``.
+    fit_from
+        Fraction of the length where every run's window starts (``None``: 0).
+    unscheduled_from
+        Fraction where the window of a run without a schedule starts at the earliest
+        (``None``: as for the other runs).
+
+    Returns
+    -------
+    numpy.ndarray
+        The first token count of each window, of ``length``'s shape.
+
+    Raises
+    ------
+    ValueError
+        When a fraction in use lies outside [0, 1).
+    """
+    unscheduled = np.asarray(unscheduled, dtype=bool)
+    frac = np.full(unscheduled.shape, 0.0 if fit_from is None else float(fit_from))
+    if unscheduled_from is not None:
+        frac[unscheduled] = np.maximum(frac[unscheduled], float(unscheduled_from))
+    if np.any((frac < 0) | (frac >= 1)):
+        raise ValueError("fit_from and unscheduled_from must be in [0, 1)")
+    return frac * np.asarray(length, dtype=float)
 
 
 @dataclass(frozen=True)
@@ -128,22 +183,18 @@ def fit_window(
     from bayescale.data.validate import runs_without_schedule
 
     unscheduled = runs_without_schedule(runs)
-    length = _run_length(runs).to_numpy()
-    frac = np.full(len(runs), 0.0 if fit_from is None else float(fit_from))
+    length = run_length(runs).to_numpy()
+    names = runs["run"].astype(str).to_numpy()
+    is_unscheduled = np.isin(names, unscheduled)
     one_length: list[str] = []
     if unscheduled:
-        names = runs["run"].astype(str).to_numpy()
-        is_unscheduled = np.isin(names, unscheduled)
         lengths = pd.DataFrame({"family": runs["family"].to_numpy(), "run": names,
                                 "length": length})[is_unscheduled].groupby("run").first()
         spread = lengths.groupby("family")["length"].agg(lambda x: x.max() / x.min())
         one_length = [str(f) for f in spread.index[spread < _SAME_LENGTH]]
-        if unscheduled_from is not None:
-            frac[is_unscheduled] = np.maximum(frac[is_unscheduled], float(unscheduled_from))
-    if np.any((frac < 0) | (frac >= 1)):
-        raise ValueError("fit_from and unscheduled_from must be in [0, 1)")
+    start = window_start(length, is_unscheduled, fit_from, unscheduled_from)
     tokens = runs["tokens"].to_numpy(dtype=float)
-    keep = tokens >= frac * length * (1 - CUT_RTOL)
+    keep = tokens >= start * (1 - CUT_RTOL)
     keep |= runs.groupby("run")["tokens"].transform("max").to_numpy() == tokens
     fitted_late = unscheduled if unscheduled_from is not None else []
     return FitWindow(
