@@ -24,6 +24,7 @@ from bayescale.baselines import (
     huber_grid,
     most_trained_baseline,
 )
+from bayescale.errors import DataWarning
 from bayescale.laws.chinchilla import CHINCHILLA_PARAMS, PUBLISHED_FITS, chinchilla_loss
 
 RAW_CHINCHILLA = Path("/work/shared/data/colpret-hitchhiker/raw_data/chinchila_extracted.csv")
@@ -161,7 +162,7 @@ def test_exponent_bounds_keep_unidentified_terms_finite() -> None:
         assert bounded.info["at_bound"] == ["alpha"]
         assert all(np.isfinite(v) for v in bounded.params.values())
         assert bounded.loss(1e10, 1e11)[0] == pytest.approx(1.8 + 400.0 / 1e11**0.3, rel=1e-3)
-        with pytest.warns(RuntimeWarning, match="overflowed"):
+        with pytest.warns(DataWarning, match="overflowed"):
             free = fitter(df, exponent_bounds=None)
         assert free.params["alpha"] > 10 and not np.isfinite(free.params["A"])
 

@@ -14,8 +14,8 @@ Typical use::
 so PyMC, ArviZ and matplotlib load with the first fit, report or data helper that needs them.
 Every bayescale submodule is reachable as an attribute in the same way.
 
-The functions ``fit``, ``simulate``, ``compare`` and ``evaluate`` share their names with the
-modules that define them, and the package attribute is the function: import from those
+The functions ``fit``, ``simulate``, ``simulate_kaplan``, ``compare`` and ``evaluate`` share
+their names with the modules that define them, and the package attribute is the function: import from those
 modules with ``from bayescale.compare import compare_models`` (or
 ``importlib.import_module("bayescale.compare")``), not ``import bayescale.compare as ...``.
 ``bayescale.report`` and ``bayescale.baselines`` are the subpackage and module themselves.
@@ -33,7 +33,7 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
-from bayescale.errors import CacheWarning, DataError, SamplingWarning, ScheduleWarning
+from bayescale.errors import CacheWarning, DataError, DataWarning, SamplingWarning, ScheduleWarning
 from bayescale.version import __version__
 
 if TYPE_CHECKING:  # what the lazy names below are, for type checkers and editors
@@ -72,6 +72,7 @@ __all__ = [
     "CacheWarning",
     "Comparison",
     "DataError",
+    "DataWarning",
     "FitTask",
     "KaplanFit",
     "KaplanSimulation",
@@ -112,9 +113,7 @@ __all__ = [
     "validate",
 ]
 
-#: The module (relative to ``bayescale``) that defines each lazily imported name of ``__all__``;
-#: a name equal to its module's last part is the module itself (``baselines``, ``report``)
-#: unless it is in :data:`_SHADOWING`.
+#: The module (relative to ``bayescale``) that defines each lazily imported name of ``__all__``.
 _LAZY: dict[str, str] = {
     "baselines": "baselines",
     "report": "report",
@@ -156,8 +155,13 @@ _LAZY: dict[str, str] = {
     "simulate_kaplan": "simulate_kaplan",
 }
 
-#: Functions named like the module that defines them: the package attribute is the function.
-_SHADOWING = frozenset({"compare", "evaluate", "fit", "simulate"})
+#: The public names that are modules; every other name of ``__all__`` is an object of its module.
+_MODULES = frozenset({"baselines", "report"})
+
+#: Objects named like the module that defines them: the package attribute is the object.
+_SHADOWING = frozenset(
+    name for name, module in _LAZY.items() if module.rsplit(".", 1)[-1] == name
+) - _MODULES
 
 
 def __getattr__(name: str) -> Any:
@@ -188,7 +192,7 @@ def __getattr__(name: str) -> Any:
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
         return importlib.import_module(f"{__name__}.{name}")  # the import binds it here
     module = importlib.import_module(f"{__name__}.{module_name}")
-    value = module if module_name == name and name not in _SHADOWING else getattr(module, name)
+    value = module if name in _MODULES else getattr(module, name)
     globals()[name] = value
     return value
 
@@ -199,8 +203,8 @@ def __dir__() -> list[str]:
 
 
 class _Package(types.ModuleType):
-    """bayescale's module type: keeps ``fit``, ``simulate``, ``compare`` and ``evaluate`` the
-    functions when the import system binds the submodules of the same name to the package."""
+    """bayescale's module type: keeps the names of :data:`_SHADOWING` (``fit``, ``simulate``, ...)
+    the functions when the import system binds the submodules of the same name to the package."""
 
     def __setattr__(self, name: str, value: Any) -> None:
         if (

@@ -36,7 +36,7 @@ import pandas as pd
 import xarray as xr
 from scipy.optimize import curve_fit, minimize
 
-from bayescale.errors import DataError
+from bayescale.errors import DataError, DataWarning, user_stacklevel
 from bayescale.intervals import DEFAULT_LEVELS, broadcast_points, prediction_dataset
 from bayescale.laws.chinchilla import CHINCHILLA_PARAMS, PUBLISHED_FITS, chinchilla_loss
 
@@ -667,8 +667,8 @@ def _warn_if_not_finite(params: Mapping[str, float], method: str) -> None:
         warnings.warn(
             f"{method} fit: {', '.join(bad)} overflowed; a power-law term is not identified by "
             "these data (its exponent drifted without bound). Fit with exponent_bounds.",
-            RuntimeWarning,
-            stacklevel=3,
+            DataWarning,
+            stacklevel=user_stacklevel(),
         )
 
 

@@ -38,6 +38,10 @@ class ScheduleWarning(UserWarning):
     """Runs without a learning-rate schedule: only their late checkpoints are fitted."""
 
 
+class DataWarning(UserWarning):
+    """The data leave something out or undetermined (runs dropped, a law term unidentified)."""
+
+
 class CacheWarning(UserWarning):
     """bayescale's compile cache cannot be written: every process compiles from scratch."""
 

@@ -22,7 +22,7 @@ from bayescale.data.prepare import (
 )
 from bayescale.data.validate import validate
 from bayescale.derived import broadcast_inputs, chinchilla_compute_optimal, quantity_dataset
-from bayescale.errors import ScheduleWarning, user_stacklevel
+from bayescale.errors import DataWarning, ScheduleWarning, user_stacklevel
 from bayescale.fit_base import FitBase
 from bayescale.inference import (
     Sampler,
@@ -431,10 +431,8 @@ def _warn_if_one_size(design: Design) -> None:
             "loss falls with N: E, A and alpha come from the priors alone and NUTS mixes "
             "slowly, so expect a long fit and high R-hat. For seed-to-seed spread at one size "
             "use bayescale.seed_variability; for the scaling law, add runs at other sizes",
-            UserWarning,
-            # the caller of fit (fit -> prepare_model -> here); a UserWarning must come from
-            # bayescale's code for the CLI to show it (bayescale.quiet), so no user_stacklevel
-            stacklevel=4,
+            DataWarning,
+            stacklevel=user_stacklevel(),
         )
 
 

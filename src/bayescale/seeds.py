@@ -26,7 +26,7 @@ import xarray as xr
 from scipy.stats import norm
 
 from bayescale.data.validate import validate
-from bayescale.errors import DataError
+from bayescale.errors import DataError, DataWarning, user_stacklevel
 from bayescale.inference import (
     Sampler,
     SamplerSettings,
@@ -78,8 +78,8 @@ def replicate_table(runs: pd.DataFrame, group: str = "family") -> pd.DataFrame:
         warnings.warn(
             f"{int(short.sum())} run(s) end before the other seeds of their config and are "
             f"left out: {final.loc[short, 'run'].tolist()[:5]}",
-            UserWarning,
-            stacklevel=3,
+            DataWarning,
+            stacklevel=user_stacklevel(),
         )
         final = final[~short]
     size = final.groupby("config")["run"].transform("size")
