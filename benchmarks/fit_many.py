@@ -158,7 +158,7 @@ def main() -> None:
         f"# fit_many throughput ({dt.date.today().isoformat()})",
         "",
         f"`python benchmarks/fit_many.py {' '.join(sys.argv[1:])}` on {os.cpu_count()} cores "
-        f"({platform.machine()}), other jobs running; load average at start {load()}. Equal "
+        f"({platform.machine()}); load average at start {load()}. Equal "
         f"fits: 2 families x 4 sizes x 2 seeds x 20 checkpoints (largest size held out and "
         f"scored), {args.chains} chains x ({args.tune} tune + {args.draws} draws); after its "
         "first task a worker reuses the compiled model (`reuse_compiled=True`). Each fit "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import arviz as az
 import numpy as np
+import pytest
 
 from bayescale.inference import Diagnostics, diagnose
 
@@ -53,3 +54,18 @@ def test_divergence_advice_follows_the_target_accept_used():
     assert "try target_accept=0.95" in advice(0.9)
     assert "target_accept=0.95 was not enough: try 0.99" in advice(0.95)
     assert "even target_accept=0.99" in advice(0.99) and "try target_accept" not in advice(0.99)
+
+
+def test_tree_depth_share_is_read_from_each_samplers_flag_and_advises_a_deeper_tree():
+    rng = np.random.default_rng(1)
+    for flag in ("maxdepth_reached", "reached_max_treedepth"):  # nutpie's, PyMC's
+        reached = np.zeros((2, 200), dtype=bool)
+        reached[:, :30] = True
+        idata = az.from_dict(
+            posterior={"sigma_obs": rng.normal(0.01, 0.001, size=(2, 200))},
+            sample_stats={"diverging": np.zeros((2, 200), dtype=bool), flag: reached},
+        )
+        d = diagnose(idata, ["sigma_obs"])
+        assert d.max_tree_depth_share == pytest.approx(0.15)
+        (problem,) = [p for p in d.problems(2) if "tree depth" in p]
+        assert problem.startswith("15% of draws") and "raise max_tree_depth" in problem

@@ -231,6 +231,19 @@ def test_warns_on_unconverged_fit(tiny_runs):
         bayescale.fit(tiny_runs, random_seed=0, draws=10, tune=10, chains=2, progressbar=False)
 
 
+def test_max_tree_depth_reaches_nutpie_and_its_hits_are_counted(tiny_runs):
+    """A depth of 2 caps every draw at 4 leapfrog steps; the fit says how often it hit it."""
+    with pytest.warns(bayescale.SamplingWarning, match="raise max_tree_depth"):
+        fit = bayescale.fit(tiny_runs, random_seed=0, draws=50, tune=50, chains=2,
+                            progressbar=False, max_tree_depth=2)
+    stats = fit.idata.sample_stats
+    assert int(stats["depth"].max()) <= 2 and int(stats["n_steps"].max()) <= 4
+    assert fit.diagnostics.max_tree_depth_share == pytest.approx(
+        float(stats["maxdepth_reached"].mean()))
+    assert fit.diagnostics.max_tree_depth_share > 0.05
+    assert fit.meta["sampler_settings"]["max_tree_depth"] == 2
+
+
 def test_fit_warns_before_sampling_when_every_family_is_at_one_size(tiny_runs, monkeypatch):
     """One size per family leaves E, A and alpha to the priors: say so before the long wait."""
     fit_module = importlib.import_module("bayescale.fit")  # the module, not bayescale.fit()

@@ -165,6 +165,9 @@ def test_sampler_settings_reject_bad_values():
         SamplerSettings(tune=-1)
     with pytest.raises(ValueError, match="target_accept"):
         SamplerSettings(target_accept=1.0)
+    for depth in (0, 2.5, 21):
+        with pytest.raises(ValueError, match="max_tree_depth"):
+            SamplerSettings(max_tree_depth=depth)  # type: ignore[arg-type]
 
 
 def test_families_with_few_sizes_keep_plain_local_coordinates(sim_runs):

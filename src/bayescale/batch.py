@@ -107,7 +107,7 @@ AUTO_REUSE_MIN_TASKS = 3
 #: Fit options a compiled model can be refitted under (the rest must be at their defaults).
 _REFIT_OPTIONS = (
     "priors", "n0", "d0", "likelihood", "autocorrelation", "draws", "tune", "chains",
-    "target_accept",
+    "target_accept", "max_tree_depth",
 )
 _IGNORED_OPTIONS = ("progressbar", "random_seed", "fit_from", "unscheduled_from")
 

@@ -82,6 +82,7 @@ def fit(
     random_seed: int = 0,
     target_accept: float = 0.9,
     progressbar: bool = True,
+    max_tree_depth: int = 10,
     n0: float | None = None,
     d0: float | None = None,
     fit_from: float | None = DEFAULT_FIT_FROM,
@@ -121,6 +122,9 @@ config_effects
         raise it when the fit reports divergences).
     progressbar
         Show the sampler's progress bar.
+    max_tree_depth
+        NUTS's largest tree depth (at most ``2**max_tree_depth`` leapfrog steps per draw);
+        raise it when the fit reports draws that hit it.
     n0, d0
         Reference scales of the power-law terms (default: geometric means of the data).
     fit_from
@@ -175,7 +179,8 @@ config_effects
         return fit_kaplan(
             runs, hierarchy, autocorrelation=autocorrelation, priors=priors, sampler=sampler,
             draws=draws, tune=tune, chains=chains, random_seed=random_seed,
-            target_accept=target_accept, progressbar=progressbar, n0=n0, s0=s0, l0=l0,
+            target_accept=target_accept, progressbar=progressbar,
+            max_tree_depth=max_tree_depth, n0=n0, s0=s0, l0=l0,
         )
     given = [name for name, value in (("s0", s0), ("l0", l0)) if value is not None]
     if given:
@@ -185,7 +190,7 @@ config_effects
         )
     settings = SamplerSettings(
         sampler=sampler, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
-        target_accept=target_accept, progressbar=progressbar,
+        target_accept=target_accept, progressbar=progressbar, max_tree_depth=max_tree_depth,
     )
     if autocorrelation is None:  # AR(1) needs the Gaussian likelihood
         autocorrelation = "log_tokens" if likelihood == "normal" else "none"

@@ -20,6 +20,8 @@ from bayescale.quiet import resolve_blas_flags
 
 Sampler = Literal["nutpie", "pymc", "numpyro"]
 SAMPLERS: tuple[str, ...] = ("nutpie", "pymc", "numpyro")
+#: The deepest NUTS tree :class:`SamplerSettings` accepts (2**20 leapfrog steps per draw).
+MAX_TREE_DEPTH_LIMIT = 20
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,8 @@ class SamplerSettings:
         Target acceptance rate for step-size adaptation.
     progressbar
         Show the sampler's progress bar.
+    max_tree_depth
+        NUTS's largest tree depth: a draw takes at most ``2**max_tree_depth`` leapfrog steps.
     """
 
     sampler: Sampler = "nutpie"
@@ -48,6 +52,7 @@ class SamplerSettings:
     random_seed: int = 0
     target_accept: float = 0.9
     progressbar: bool = True
+    max_tree_depth: int = 10
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -58,6 +63,11 @@ class SamplerSettings:
                 raise ValueError(f"{name} must be an integer >= {least}; got {value!r}")
         if not 0 < self.target_accept < 1:
             raise ValueError(f"target_accept must be in (0, 1); got {self.target_accept!r}")
+        depth = self.max_tree_depth
+        if int(depth) != depth or not 1 <= depth <= MAX_TREE_DEPTH_LIMIT:
+            raise ValueError(
+                f"max_tree_depth must be an integer in [1, {MAX_TREE_DEPTH_LIMIT}]; got {depth!r}"
+            )
 
     @property
     def cores(self) -> int:
@@ -87,6 +97,7 @@ def sample_compiled_nutpie(
         progress_bar=settings.progressbar,
         low_rank_modified_mass_matrix=True,
         target_accept=settings.target_accept,
+        maxdepth=int(settings.max_tree_depth),
         save_warmup=False,
     )
     idata.sample_stats.attrs["sampling_seconds"] = time.perf_counter() - t0
@@ -165,13 +176,15 @@ def _sample_pymc(
     settings: SamplerSettings,
     var_names: Sequence[str] | None,
 ) -> az.InferenceData:
-    kwargs = {}
+    depth = int(settings.max_tree_depth)
+    kwargs: dict[str, Any] = {"nuts": {"max_treedepth": depth}}
     if settings.sampler == "numpyro":
         try:
             import numpyro  # noqa: F401
         except ImportError as exc:  # pragma: no cover - optional dependency
             raise ImportError("sampler='numpyro' needs `pip install numpyro`") from exc
-        kwargs["nuts_sampler"] = "numpyro"
+        kwargs = {"nuts_sampler": "numpyro",
+                  "nuts_sampler_kwargs": {"nuts_kwargs": {"max_tree_depth": depth}}}
     with model:
         return pm.sample(
             draws=settings.draws,
@@ -258,9 +271,10 @@ class Diagnostics:
         if self.max_tree_depth_share > 0.05:
             out.append(
                 f"{100 * self.max_tree_depth_share:.0f}% of draws hit the maximum tree depth: "
-                "the posterior geometry is difficult and sampling slow; when most families have "
-                "runs at only one or two sizes, try family_parameterization='noncentered' "
-                "unless the fit uses it already"
+                "their trajectories were cut short, so the chains explore slowly; raise "
+                "max_tree_depth (default 10; each step up can double those draws' cost), and "
+                "when most families have runs at only one or two sizes try "
+                "family_parameterization='noncentered' unless the fit uses it already"
             )
         return out
 
@@ -281,11 +295,13 @@ def diagnose(idata: az.InferenceData, var_names: Sequence[str]) -> Diagnostics:
     ess_tail = az.ess(idata, var_names=names, method="tail")
     min_bulk = float(min(np.nanmin(ess_bulk[v].values) for v in names))
     min_tail = float(min(np.nanmin(ess_tail[v].values) for v in names))
-    if "tree_depth" in stats:
+    reached = next((stats[n] for n in ("maxdepth_reached", "reached_max_treedepth")
+                    if n in stats), None)  # nutpie's, PyMC's
+    if reached is not None:
+        share = float(np.mean(reached.values))
+    elif "tree_depth" in stats:  # numpyro records the depth only
         depth = stats["tree_depth"].values
         share = float(np.mean(depth >= depth.max())) if depth.max() >= 10 else 0.0
-    elif "maxdepth_reached" in stats:
-        share = float(np.mean(stats["maxdepth_reached"].values))
     else:
         share = float("nan")
     return Diagnostics(divergences, max_rhat, min_bulk, min_tail, share, worst)

@@ -61,6 +61,7 @@ def fit_kaplan(
     random_seed: int = 0,
     target_accept: float = 0.9,
     progressbar: bool = True,
+    max_tree_depth: int = 10,
     n0: float | None = None,
     s0: float | None = None,
     l0: float | None = None,
@@ -83,7 +84,7 @@ def fit_kaplan(
         AR(1) checkpoint noise: ``"log_tokens"`` (default), ``"order"`` or ``"none"``.
     priors
         Partial overrides of :data:`bayescale.models.kaplan.KAPLAN_DEFAULT_PRIORS`.
-    sampler, draws, tune, chains, random_seed, target_accept, progressbar
+    sampler, draws, tune, chains, random_seed, target_accept, progressbar, max_tree_depth
         As in :func:`bayescale.fit`.
     n0, s0, l0
         Reference parameter count, steps and loss (default: geometric means of the data).
@@ -104,7 +105,7 @@ def fit_kaplan(
     """
     settings = SamplerSettings(
         sampler=sampler, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
-        target_accept=target_accept, progressbar=progressbar,
+        target_accept=target_accept, progressbar=progressbar, max_tree_depth=max_tree_depth,
     )
     if tuple(hierarchy) != ("family",):
         raise ValueError(f"law='kaplan' supports hierarchy=('family',) only; got {hierarchy}")

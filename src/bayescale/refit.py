@@ -74,7 +74,7 @@ class RefitModel:
         Reference scales (default: the template's geometric means).
     likelihood, autocorrelation
         Model options, as for :func:`bayescale.fit`.
-    draws, tune, chains, target_accept
+    draws, tune, chains, target_accept, max_tree_depth
         Sampler settings, as for :func:`bayescale.fit`.
     """
 
@@ -93,6 +93,7 @@ class RefitModel:
         tune: int = 1000,
         chains: int = 4,
         target_accept: float = 0.9,
+        max_tree_depth: int = 10,
     ) -> None:
         import nutpie
         import pytensor
@@ -107,7 +108,8 @@ class RefitModel:
         self.design = build_design(data, n0=n0, d0=d0)
         self.priors = resolve_priors(self.design.n0, self.design.d0, priors)
         self.settings = SamplerSettings(draws=draws, tune=tune, chains=chains,
-                                        target_accept=target_accept, progressbar=False)
+                                        target_accept=target_accept, progressbar=False,
+                                        max_tree_depth=max_tree_depth)
         fields_ = {f.name: getattr(self.design, f.name) for f in dataclasses.fields(Design)}
         self._loss = loss = pytensor.shared(self.design.log_loss.copy(), name=self._LOSS_NAME)
         shared_design = _SharedLossDesign(
@@ -253,7 +255,7 @@ def fit_same_layout(runs: pd.DataFrame, random_seed: int = 0, **kwargs: Any) -> 
         Sampler seed.
     **kwargs
         ``priors``, ``n0``, ``d0``, ``likelihood``, ``autocorrelation``, ``draws``, ``tune``,
-        ``chains``, ``target_accept`` (``progressbar`` is ignored).
+        ``chains``, ``target_accept``, ``max_tree_depth`` (``progressbar`` is ignored).
 
     Returns
     -------
