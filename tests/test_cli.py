@@ -353,3 +353,26 @@ def test_evaluate_bayescale_reports_coverage(protocol_csv: Path, tmp_path: Path)
     results = pd.read_csv(out)
     assert (results["status"] == "ok").all()
     assert results["coverage_90"].between(0, 1).all()
+
+
+def test_fit_takes_the_sampler_settings_its_warnings_advise(good_csv, tmp_path, monkeypatch):
+    """``--target-accept`` and ``--max-tree-depth`` reach ``bayescale.fit`` (in this process)."""
+    from bayescale.cli import main
+
+    seen: dict = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_fit(runs, **kwargs):
+        seen.update(kwargs)
+        raise Stop("stop before sampling")
+
+    monkeypatch.setattr(bayescale, "fit", fake_fit)
+    code = main(["fit", str(good_csv), "--out", str(tmp_path / "f.nc"), "--draws", "7",
+                 "--target-accept", "0.97", "--max-tree-depth", "12"])
+    assert code == 2 and not (tmp_path / "f.nc").exists()
+    assert {k: seen[k] for k in ("draws", "target_accept", "max_tree_depth")} == {
+        "draws": 7, "target_accept": 0.97, "max_tree_depth": 12}
+    main(["fit", str(good_csv), "--out", str(tmp_path / "g.nc")])
+    assert (seen["target_accept"], seen["max_tree_depth"]) == (0.9, 10)

@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -66,9 +67,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         runs,
         law=args.law,
         hierarchy=tuple(args.hierarchy.split(",")),
-        draws=args.draws,
-        tune=args.tune,
-        chains=args.chains,
+        **_sampler_kwargs(args),
         random_seed=args.seed,
         sampler=args.sampler,
     )
@@ -192,7 +191,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         runs,
         methods=methods,
         min_models=args.min_models,
-        fit_kwargs={"draws": args.draws, "tune": args.tune, "chains": args.chains},
+        fit_kwargs=_sampler_kwargs(args),
         random_seed=args.seed,
         n_boot=args.n_boot,
         warmup_tokens=warmup,
@@ -295,7 +294,7 @@ def _cmd_grid(args: argparse.Namespace) -> int:
         families=args.families,
         min_models=args.min_models,
         max_points=args.max_points or None,
-        fit_kwargs={"draws": args.draws, "tune": args.tune, "chains": args.chains},
+        fit_kwargs=_sampler_kwargs(args),
         random_seed=args.seed,
         warmup_tokens=args.warmup_tokens if args.warmup_tokens > 0 else None,
     )
@@ -386,10 +385,19 @@ def _cmd_cache(args: argparse.Namespace) -> int:
 def _add_sampler_options(
     p: argparse.ArgumentParser, draws: int = 1000, tune: int = 1000, chains: int = 4
 ) -> None:
-    """``--draws``, ``--tune`` and ``--chains`` of a command that samples."""
+    """``--draws``, ``--tune``, ``--chains``, ``--target-accept`` and ``--max-tree-depth`` of a
+    command that samples (the last two are what bayescale's sampler warnings advise)."""
     p.add_argument("--draws", type=int, default=draws)
     p.add_argument("--tune", type=int, default=tune)
     p.add_argument("--chains", type=int, default=chains)
+    p.add_argument("--target-accept", type=float, default=0.9, help="NUTS target acceptance")
+    p.add_argument("--max-tree-depth", type=int, default=10, help="NUTS's largest tree depth")
+
+
+def _sampler_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The fit keywords of :func:`_add_sampler_options`' arguments."""
+    return {"draws": args.draws, "tune": args.tune, "chains": args.chains,
+            "target_accept": args.target_accept, "max_tree_depth": args.max_tree_depth}
 
 
 def build_parser() -> argparse.ArgumentParser:
