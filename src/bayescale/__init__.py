@@ -33,7 +33,14 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
-from bayescale.errors import CacheWarning, DataError, DataWarning, SamplingWarning, ScheduleWarning
+from bayescale.errors import (
+    CacheWarning,
+    DataError,
+    DataWarning,
+    SamplingWarning,
+    ScheduleWarning,
+    UnreliableEstimateWarning,
+)
 from bayescale.version import __version__
 
 if TYPE_CHECKING:  # what the lazy names below are, for type checkers and editors
@@ -85,6 +92,7 @@ __all__ = [
     "ScheduleWarning",
     "SeedVariability",
     "Simulation",
+    "UnreliableEstimateWarning",
     "__version__",
     "baselines",
     "compare",
