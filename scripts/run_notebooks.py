@@ -84,7 +84,7 @@ def run_notebook(path: Path, kernel: str) -> tuple[nbformat.NotebookNode, float]
             resources={"metadata": {"path": str(path.parent)}},
         )
         t0 = time.perf_counter()
-        client.execute()
+        client.execute(cleanup_kc=True)  # shut the kernel down here, not when we exit
     # the kernel spec is this interpreter's: keep the portable name in the saved file
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     return nb, time.perf_counter() - t0
