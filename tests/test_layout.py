@@ -398,11 +398,11 @@ def test_unknown_attributes_raise_attribute_error():
 
 def test_the_chinchilla_names_agree_where_they_are_still_spelled_twice():
     """The simulator draws the model's theta components; the model's law parameters are the
-    law's (models/hierarchical.py keeps its own LAW_PARAMS for now)."""
+    law's own tuple."""
     from bayescale.laws.chinchilla import CHINCHILLA_PARAMS
     from bayescale.models.hierarchical import LAW_PARAMS
     from bayescale.models.priors import THETA_NAMES
     from bayescale.simulate import DEFAULT_FAMILY_SD, DEFAULT_POPULATION
 
     assert tuple(DEFAULT_POPULATION) == tuple(DEFAULT_FAMILY_SD) == THETA_NAMES
-    assert tuple(LAW_PARAMS) == tuple(CHINCHILLA_PARAMS)
+    assert LAW_PARAMS is CHINCHILLA_PARAMS

@@ -19,7 +19,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from bayescale.laws.chinchilla import chinchilla_log_loss_ref
+from bayescale.laws.chinchilla import CHINCHILLA_PARAMS, chinchilla_log_loss_ref
 from bayescale.models.design import Design
 from bayescale.models.likelihood import (
     ar_exponent,
@@ -32,7 +32,8 @@ from bayescale.models.options import ModelOptions
 from bayescale.models.priors import THETA_NAMES, theta_prior_arrays
 from bayescale.models.run_sums import ResidualRunSums, exponent_table
 
-LAW_PARAMS = ("E", "A", "alpha", "B", "beta")
+#: The law parameters the model reports per family (the law's own names).
+LAW_PARAMS = CHINCHILLA_PARAMS
 #: Sampling coordinates of a family under ``family_parameterization="local"``.
 LOCAL_NAMES = ("log_asymptote", "logit_irreducible", "log_slope", "b", "log_beta")
 
