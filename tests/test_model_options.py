@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import bayescale
+from bayescale.quiet import is_bayescale_warning
 
 TINY = {"draws": 100, "tune": 200, "chains": 2, "progressbar": False, "random_seed": 0}
 
@@ -33,9 +34,13 @@ def runs():
     ],
 )
 def test_option_samples_and_predicts(runs, options, extra):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", bayescale.SamplingWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         fit = bayescale.fit(runs, **options, **TINY)
+    # every option compiles without another library's warning reaching the user
+    foreign = [f"{w.category.__name__}: {w.message}" for w in caught
+               if not is_bayescale_warning(w.category, w.filename)]
+    assert foreign == []
     post = fit.idata.posterior
     if extra:
         assert extra in post

@@ -16,7 +16,7 @@ import xarray as xr
 
 from bayescale.cache import prepare_compile
 from bayescale.errors import SamplingWarning, user_stacklevel
-from bayescale.quiet import resolve_blas_flags
+from bayescale.quiet import quiet_compile, resolve_blas_flags
 
 Sampler = Literal["nutpie", "pymc", "numpyro"]
 SAMPLERS: tuple[str, ...] = ("nutpie", "pymc", "numpyro")
@@ -141,13 +141,14 @@ def sample_model(
     if settings.sampler == "nutpie":
         import nutpie
 
-        compiled = nutpie.compile_pymc_model(
-            model,
-            backend="numba",
-            initial_points=dict(initial_point),
-            jitter_rvs=jitter_rvs,
-            var_names=list(var_names) if var_names else None,
-        )
+        with quiet_compile():
+            compiled = nutpie.compile_pymc_model(
+                model,
+                backend="numba",
+                initial_points=dict(initial_point),
+                jitter_rvs=jitter_rvs,
+                var_names=list(var_names) if var_names else None,
+            )
         compile_seconds = time.perf_counter() - t0
         idata = sample_compiled_nutpie(compiled, settings)
     else:  # pm.sample compiles inside; its time counts as sampling

@@ -23,6 +23,7 @@ __all__ = [
     "is_bayescale_warning",
     "own_warnings_only",
     "quiet_arviz",
+    "quiet_compile",
     "resolve_blas_flags",
 ]
 
@@ -60,6 +61,21 @@ def quiet_arviz() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*fit_data.*")
         warnings.filterwarnings("ignore", message=".*is not a valid InferenceData group.*")
+        yield
+
+
+@contextmanager
+def quiet_compile() -> Iterator[None]:
+    """Silence numba's performance hints while nutpie compiles a bayescale model.
+
+    numba advises on the code it generates from the model's graph (``np.dot`` on
+    non-contiguous views in the correlated-families model, for one). That code is bayescale's
+    rendering of the model, not the user's, and the hint names nothing the user can change.
+    """
+    from numba.core.errors import NumbaPerformanceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NumbaPerformanceWarning)
         yield
 
 

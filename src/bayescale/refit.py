@@ -29,7 +29,7 @@ from bayescale.models.hierarchical import build_model
 from bayescale.models.options import ModelOptions
 from bayescale.models.priors import resolve_priors
 from bayescale.models.scaling import sampling_coordinates
-from bayescale.quiet import resolve_blas_flags
+from bayescale.quiet import quiet_compile, resolve_blas_flags
 
 __all__ = [
     "REFIT_CACHE_SIZE",
@@ -124,9 +124,10 @@ class RefitModel:
         jitter = {model[n] for n in coordinates.jitter if n in model.named_vars}
         resolve_blas_flags()
         prepare_compile()
-        self._compiled = nutpie.compile_pymc_model(
-            model, backend="numba", initial_points=self._start, jitter_rvs=jitter
-        )
+        with quiet_compile():
+            self._compiled = nutpie.compile_pymc_model(
+                model, backend="numba", initial_points=self._start, jitter_rvs=jitter
+            )
 
     def _check_layout(self, design: Design) -> None:
         ref = self.design
