@@ -15,8 +15,8 @@ so PyMC, ArviZ and matplotlib load with the first fit, report or data helper tha
 Every bayescale submodule is reachable as an attribute in the same way.
 
 The functions ``fit``, ``simulate``, ``simulate_kaplan``, ``compare`` and ``evaluate`` share
-their names with the modules that define them, and the package attribute is the function: import from those
-modules with ``from bayescale.compare import compare_models`` (or
+their names with the modules that define them, and the package attribute is the function:
+import from those modules with ``from bayescale.compare import compare_models`` (or
 ``importlib.import_module("bayescale.compare")``), not ``import bayescale.compare as ...``.
 ``bayescale.report`` and ``bayescale.baselines`` are the subpackage and module themselves.
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -104,6 +104,47 @@ def sample_compiled_nutpie(
     return idata
 
 
+def compile_nutpie(
+    model: pm.Model,
+    initial_points: Mapping[str, Any],
+    jitter_rvs: Set[Any] = frozenset(),
+    var_names: Sequence[str] | None = None,
+) -> Any:
+    """Compile ``model`` for nutpie's numba backend, the one way bayescale does it.
+
+    PyTensor's BLAS lookup and bayescale's compile cache are set up first, and numba's
+    performance hints on the generated code are not shown (:func:`bayescale.quiet.quiet_compile`).
+
+    Parameters
+    ----------
+    model
+        The PyMC model.
+    initial_points
+        Starting values (constrained space) by variable name; arrays or shared variables.
+    jitter_rvs
+        Random variables whose start nutpie jitters per chain.
+    var_names
+        Variables to keep in the trace (default: all).
+
+    Returns
+    -------
+    nutpie.compiled_pyfunc.CompiledPyMCModel
+        What :func:`sample_compiled_nutpie` samples.
+    """
+    import nutpie
+
+    resolve_blas_flags()
+    prepare_compile()
+    with quiet_compile():
+        return nutpie.compile_pymc_model(
+            model,
+            backend="numba",
+            initial_points=dict(initial_points),
+            jitter_rvs=set(jitter_rvs),
+            var_names=list(var_names) if var_names else None,
+        )
+
+
 def sample_model(
     model: pm.Model,
     initial_point: Mapping[str, np.ndarray],
@@ -136,22 +177,13 @@ def sample_model(
     """
     jitter_rvs = {model[name] for name in jitter if name in model.named_vars}
     t0 = time.perf_counter()
-    resolve_blas_flags()
-    prepare_compile()
     if settings.sampler == "nutpie":
-        import nutpie
-
-        with quiet_compile():
-            compiled = nutpie.compile_pymc_model(
-                model,
-                backend="numba",
-                initial_points=dict(initial_point),
-                jitter_rvs=jitter_rvs,
-                var_names=list(var_names) if var_names else None,
-            )
+        compiled = compile_nutpie(model, initial_point, jitter_rvs, var_names)
         compile_seconds = time.perf_counter() - t0
         idata = sample_compiled_nutpie(compiled, settings)
     else:  # pm.sample compiles inside; its time counts as sampling
+        resolve_blas_flags()
+        prepare_compile()
         compile_seconds = 0.0
         idata = _sample_pymc(model, initial_point, settings, var_names)
         idata.sample_stats.attrs["sampling_seconds"] = time.perf_counter() - t0
@@ -178,14 +210,17 @@ def _sample_pymc(
     var_names: Sequence[str] | None,
 ) -> az.InferenceData:
     depth = int(settings.max_tree_depth)
-    kwargs: dict[str, Any] = {"nuts": {"max_treedepth": depth}}
     if settings.sampler == "numpyro":
         try:
             import numpyro  # noqa: F401
         except ImportError as exc:  # pragma: no cover - optional dependency
             raise ImportError("sampler='numpyro' needs `pip install numpyro`") from exc
-        kwargs = {"nuts_sampler": "numpyro",
-                  "nuts_sampler_kwargs": {"nuts_kwargs": {"max_tree_depth": depth}}}
+        kwargs: dict[str, Any] = {
+            "nuts_sampler": "numpyro",
+            "nuts_sampler_kwargs": {"nuts_kwargs": {"max_tree_depth": depth}},
+        }
+    else:
+        kwargs = {"nuts": {"max_treedepth": depth}}
     with model:
         return pm.sample(
             draws=settings.draws,

@@ -20,16 +20,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayescale.cache import prepare_compile
 from bayescale.data.validate import validate
 from bayescale.fit import ScalingLawFit, fit_meta
-from bayescale.inference import SamplerSettings, sample_compiled_nutpie
+from bayescale.inference import SamplerSettings, compile_nutpie, sample_compiled_nutpie
 from bayescale.models.design import Design, build_design
 from bayescale.models.hierarchical import build_model
 from bayescale.models.options import ModelOptions
 from bayescale.models.priors import resolve_priors
 from bayescale.models.scaling import sampling_coordinates
-from bayescale.quiet import quiet_compile, resolve_blas_flags
 
 __all__ = [
     "REFIT_CACHE_SIZE",
@@ -95,7 +93,6 @@ class RefitModel:
         target_accept: float = 0.9,
         max_tree_depth: int = 10,
     ) -> None:
-        import nutpie
         import pytensor
 
         if autocorrelation is None:
@@ -122,12 +119,7 @@ class RefitModel:
         )
         self._start = {name: self._shared[f"start_{name}"] for name in coordinates.start}
         jitter = {model[n] for n in coordinates.jitter if n in model.named_vars}
-        resolve_blas_flags()
-        prepare_compile()
-        with quiet_compile():
-            self._compiled = nutpie.compile_pymc_model(
-                model, backend="numba", initial_points=self._start, jitter_rvs=jitter
-            )
+        self._compiled = compile_nutpie(model, self._start, jitter)
 
     def _check_layout(self, design: Design) -> None:
         ref = self.design
