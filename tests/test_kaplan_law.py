@@ -237,6 +237,7 @@ def test_fit_with_kaplan_law_says_which_columns_are_missing():
         ("correlated_families", True),
         ("family_parameterization", "noncentered"),
         ("config_effects", True),
+        ("shared", ("b",)),
         ("d0", 1e9),
         ("fit_from", 0.5),
         ("unscheduled_from", 0.5),

@@ -27,6 +27,9 @@ def runs():
         ({"hierarchy": ("arch", "family")}, "theta_arch"),
         ({"autocorrelation": "none", "family_parameterization": "centered"}, None),
         ({"family_parameterization": "noncentered"}, "z_theta"),
+        ({"hierarchy": ("arch", "family"), "family_parameterization": "noncentered",
+          "shared": ("b", "log_beta")}, "tau_theta_free"),
+        ({"family_parameterization": "centered", "shared": ("log_beta",)}, "theta_free"),
         # ~45-120 s each at these settings (LKJ: the centred MvNormal samples slowly)
         pytest.param({"correlated_families": True}, "family_chol", marks=pytest.mark.slow),
         pytest.param({"likelihood": "student_t"}, "nu", marks=pytest.mark.slow),
@@ -49,7 +52,62 @@ def test_option_samples_and_predicts(runs, options, extra):
     assert np.isfinite(fit.idata.log_likelihood["log_loss"].values).all()
     pred = fit.predict(params=1e9, tokens=2e10, family="fam0")
     assert float(pred["observed"].sel(level=0.9, bound="lower")[0]) < float(pred["median"][0])
+    for name in options.get("shared", ()):
+        # every family (and arch) takes the population value: no spread, no offsets
+        k = list(post["component"].values).index(name)
+        theta, mu = post["theta"].values[..., k], post["mu_theta"].values[..., k]
+        np.testing.assert_array_equal(theta, np.repeat(mu[..., None], theta.shape[-1], -1))
+        for spread in ("tau_theta", "tau_arch"):
+            if spread in post:
+                assert (post[spread].values[..., k] == 0).all()
+        assert name not in post["free_component"].values
     if "arch" in options.get("hierarchy", ()):
         new_moe = fit.predict(params=1e9, tokens=2e10, arch="moe")
         assert np.isfinite(new_moe["median"].values).all()
         assert list(post["arch"].values) == ["dense", "moe"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"shared": ("b", "x")}, r"shared must name law parameters .*\['x'\]"),
+        ({"shared": ("b", "b"), "family_parameterization": "noncentered"}, "twice"),
+        ({"shared": ("log_E", "a", "log_alpha", "b", "log_beta"),
+          "family_parameterization": "noncentered"}, "every law parameter"),
+        ({"shared": ("b",)}, "family_parameterization='centered' or 'noncentered'"),
+        ({"shared": ("b",), "family_parameterization": "noncentered",
+          "correlated_families": True}, "correlated_families=False"),
+    ],
+)
+def test_shared_parameters_that_cannot_be_honoured_raise(runs, options, message):
+    with pytest.raises(ValueError, match=message):
+        bayescale.fit(runs, **options, **TINY)
+
+
+def test_shared_options_round_trip_through_a_saved_fit(runs, tmp_path):
+    from bayescale.models import ModelOptions
+
+    options = ModelOptions(family_parameterization="noncentered", shared=["b", "log_beta"])
+    assert options.shared == ("b", "log_beta")
+    assert options.free_components == (0, 1, 2)
+    assert ModelOptions(**options.to_dict()) == options
+
+
+@pytest.mark.slow
+def test_shared_data_term_is_recovered():
+    """Families that truly share B and beta: the shared fit's 90% intervals hold the truth."""
+    sim = bayescale.simulate(n_families=4, sizes=(2e7, 6e7, 2e8, 6e8), n_seeds=1,
+                             n_checkpoints=15, family_sd={"b": 0.0, "log_beta": 0.0},
+                             random_seed=3)
+    # every family spans four sizes: its data pin it, so the centred form samples best
+    fit = bayescale.fit(sim.runs, family_parameterization="centered",
+                        shared=("b", "log_beta"), draws=500, tune=800, chains=2,
+                        progressbar=False, random_seed=1)
+    assert fit.diagnostics.divergences == 0
+    for name in ("B", "beta"):
+        draws = fit.idata.posterior[name].values[..., 0].ravel()
+        truth = float(sim.families[name].iloc[0])
+        lo, hi = np.quantile(draws, [0.05, 0.95])
+        assert lo < truth < hi, (name, lo, truth, hi)
+        # one value for every family
+        assert np.ptp(fit.idata.posterior[name].values, axis=-1).max() < 1e-9 * truth

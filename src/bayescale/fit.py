@@ -74,6 +74,7 @@ def fit(
     correlated_families: bool = False,
     family_parameterization: str = "local",
     config_effects: bool = False,
+    shared: Sequence[str] = (),
     priors: Mapping[str, Mapping[str, float]] | None = None,
     sampler: Sampler = "nutpie",
     draws: int = 1000,
@@ -105,9 +106,12 @@ def fit(
     hierarchy
         ``("family",)`` or ``("arch", "family")``.
     likelihood, autocorrelation, seed_by_size, correlated_families, family_parameterization, \
-config_effects
+config_effects, shared
         Modelling options, see :class:`bayescale.models.ModelOptions`. ``autocorrelation``
         defaults to ``"log_tokens"`` with the normal likelihood and ``"none"`` with Student-t.
+        ``shared=("b", "log_beta")`` gives every family the same data term ``B/D^beta``: for
+        runs that all end at one token budget (with a ``"centered"`` or ``"noncentered"``
+        ``family_parameterization``).
     priors
         Partial overrides of :data:`bayescale.models.DEFAULT_PRIORS`.
     sampler
@@ -174,7 +178,7 @@ config_effects
             likelihood=likelihood, seed_by_size=seed_by_size,
             correlated_families=correlated_families,
             family_parameterization=family_parameterization, config_effects=config_effects,
-            d0=d0, fit_from=fit_from, unscheduled_from=unscheduled_from,
+            shared=tuple(shared), d0=d0, fit_from=fit_from, unscheduled_from=unscheduled_from,
         )
         return fit_kaplan(
             runs, hierarchy, autocorrelation=autocorrelation, priors=priors, sampler=sampler,
@@ -202,6 +206,7 @@ config_effects
         correlated_families=correlated_families,
         family_parameterization=family_parameterization,  # type: ignore[arg-type]
         config_effects=config_effects,
+        shared=tuple(shared),
     )
     prepared = prepare_model(
         runs, options, priors=priors, n0=n0, d0=d0, portable=sampler == "numpyro",
@@ -220,6 +225,7 @@ _NOT_KAPLAN: dict[str, tuple[Any, ...]] = {
     "correlated_families": (False,),
     "family_parameterization": ("local",),
     "config_effects": (False,),
+    "shared": ((),),
     "d0": (None,),
     "fit_from": (DEFAULT_FIT_FROM, None),  # the Kaplan fit takes every checkpoint
     "unscheduled_from": (DEFAULT_UNSCHEDULED_FROM, None),
@@ -468,7 +474,7 @@ class ScalingLawFit(FitBase[Design]):
     _CHECKED_VARS = (
         "mu_theta", "tau_theta", "theta", "sigma_seed", "sigma_obs", "sigma_config",
         "ar_rho", "nu", "seed_size_slope", "tau_arch", "theta_arch", "log_kappa_pop",
-        "kappa_sd", "kappa",
+        "kappa_sd", "kappa", "tau_theta_free", "tau_arch_free",
     )
     _SUMMARY_OPTIONAL = ("kappa", "sigma_config", "seed_size_slope", "ar_rho", "nu")
 

@@ -149,7 +149,10 @@ class FitBase(ABC, Generic[DesignT]):
         return diagnose(self.idata, self._checked_vars())
 
     def _checked_vars(self) -> list[str]:
-        return [n for n in self._CHECKED_VARS if n in self.idata.posterior]
+        # a spread with shared components is checked through its free part: the shared ones
+        # are constant 0, where R-hat and ESS are undefined
+        post = self.idata.posterior
+        return [n for n in self._CHECKED_VARS if n in post and f"{n}_free" not in post]
 
     def _seed(self, random_seed: int | None) -> int:
         """``random_seed``, or the fit's seed when it is ``None``."""

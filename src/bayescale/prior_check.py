@@ -54,10 +54,11 @@ def prior_predictive(
     design = build_design(data, use_arch=options.use_arch)
     resolved = resolve_priors(design.n0, design.d0, priors)
     # The local coordinates are flat-based (not forward-samplable); the centred form is the
-    # same model, so draw the prior from it.
-    centred = ModelOptions(**{**options.to_dict(), "hierarchy": options.hierarchy,
-                              "family_parameterization": "centered"})
-    model = build_model(design, resolved, centred)
+    # same model, so draw the prior from it (the non-centred one, which shared parameters need).
+    param = "noncentered" if options.shared else "centered"
+    forward = ModelOptions(**{**options.to_dict(), "hierarchy": options.hierarchy,
+                              "family_parameterization": param})
+    model = build_model(design, resolved, forward)
     resolve_blas_flags()
     with model, warnings.catch_warnings():
         # the only Potential is the likelihood, which a prior draw must ignore

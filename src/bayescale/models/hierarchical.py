@@ -133,6 +133,8 @@ def build_model(
         "component": list(THETA_NAMES),
         "local_component": list(LOCAL_NAMES),
     }
+    if options.shared:
+        coords["free_component"] = [THETA_NAMES[i] for i in options.free_components]
     mu0, sd0, fam_scale, arch_scale = theta_prior_arrays(priors)
     n_fam = len(design.families)
     single = n_fam == 1 and not options.use_arch
@@ -152,9 +154,7 @@ def build_model(
             )
         else:
             chol = None
-            # Gamma(2) keeps the spread away from 0, where centred families form a funnel
-            # (few families cannot tell tau = 0 from tau small); its mean is the scale.
-            tau_theta = pm.Gamma("tau_theta", alpha=2.0, beta=2.0 / fam_scale, dims="component")
+            tau_theta = _spread("tau_theta", fam_scale, options)
 
         if local_single:
             # a lone family is the population; sample it in local coordinates (see below)
@@ -177,11 +177,11 @@ def build_model(
             )
 
         if options.use_arch:
-            # Gamma(2) for the same reason as tau_theta: few archs cannot tell tau = 0 from small
-            tau_arch = pm.Gamma("tau_arch", alpha=2.0, beta=2.0 / arch_scale, dims="component")
-            z_arch = pm.Normal("z_arch", 0.0, 1.0, dims=("arch", "component"))
+            tau_arch = _spread("tau_arch", arch_scale, options)
             theta_arch = pm.Deterministic(
-                "theta_arch", mu_theta + tau_arch * z_arch, dims=("arch", "component")
+                "theta_arch",
+                mu_theta + _scaled_offsets("z_arch", tau_arch, "arch", len(design.archs), options),
+                dims=("arch", "component"),
             )
             centre = theta_arch[design.family_arch]
         else:
@@ -199,6 +199,13 @@ def build_model(
             else:
                 z = pm.Normal("z_theta", 0.0, 1.0, dims=("family", "component"))
                 theta = pm.Deterministic("theta", centre + z @ chol.T, dims=("family", "component"))
+        elif options.family_parameterization == "centered" and options.shared:
+            free = list(options.free_components)
+            theta_free = pm.Normal("theta_free", mu=centre[:, free], sigma=tau_theta[free],
+                                   dims=("family", "free_component"))
+            theta = pm.Deterministic(
+                "theta", pt.set_subtensor(centre[:, free], theta_free), dims=("family", "component")
+            )
         elif options.family_parameterization == "centered":
             theta = pm.Normal("theta", mu=centre, sigma=tau_theta, dims=("family", "component"))
         elif uses_local_coordinates(options):
@@ -219,8 +226,10 @@ def build_model(
                 pm.logp(pm.Normal.dist(mu=centre, sigma=tau_theta), theta).sum(),
             )
         else:
-            z = pm.Normal("z_theta", 0.0, 1.0, dims=("family", "component"))
-            theta = pm.Deterministic("theta", centre + tau_theta * z, dims=("family", "component"))
+            theta = pm.Deterministic(
+                "theta", centre + _scaled_offsets("z_theta", tau_theta, "family", n_fam, options),
+                dims=("family", "component"),
+            )
 
         _law_deterministics(mu_theta, theta, design)
         kappa_run = None
@@ -280,6 +289,37 @@ def schedule_kappa(design: Design, priors: Mapping[str, Mapping[str, float]]):
         z = pm.Normal("kappa_z", 0.0, 1.0, dims="family")
         log_kappa = log_pop + sd * z
     return pm.Deterministic("kappa", pt.exp(log_kappa), dims="family")
+
+
+def _spread(name: str, scale: np.ndarray, options: ModelOptions) -> pt.TensorVariable:
+    """Spread ``name ~ Gamma(2, 2/scale)`` per component; 0 for ``options.shared`` components.
+
+    Gamma(2) keeps the spread away from 0, where few groups cannot tell tau = 0 from tau small
+    (a funnel); its mean is the scale. Shared components have no spread variable at all (a
+    free one would be sampled from its prior alone): ``name_free`` holds the others.
+    """
+    if not options.shared:
+        return pm.Gamma(name, alpha=2.0, beta=2.0 / scale, dims="component")
+    free = list(options.free_components)
+    tau_free = pm.Gamma(f"{name}_free", alpha=2.0, beta=2.0 / scale[free], dims="free_component")
+    return pm.Deterministic(
+        name, pt.set_subtensor(pt.zeros(len(THETA_NAMES))[free], tau_free), dims="component"
+    )
+
+
+def _scaled_offsets(
+    name: str, tau: pt.TensorVariable, dim: str, n_rows: int, options: ModelOptions
+) -> pt.TensorVariable:
+    """Non-centred offsets ``tau * z`` with ``z ~ N(0, 1)`` (rows x components).
+
+    ``z`` has no column for a shared component (its offset is 0), so that no coordinate is
+    left to its prior alone.
+    """
+    if not options.shared:
+        return tau * pm.Normal(name, 0.0, 1.0, dims=(dim, "component"))
+    free = list(options.free_components)
+    z = pm.Normal(name, 0.0, 1.0, dims=(dim, "free_component"))
+    return pt.set_subtensor(pt.zeros((n_rows, len(THETA_NAMES)))[:, free], tau[free] * z)
 
 
 def _free_variable(

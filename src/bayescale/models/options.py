@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from bayescale.models.priors import THETA_NAMES
+
 Likelihood = Literal["normal", "student_t"]
 Autocorrelation = Literal["none", "order", "log_tokens"]
 FamilyParameterization = Literal["local", "centered", "noncentered"]
@@ -35,6 +37,13 @@ class ModelOptions:
         Let the seed sd vary log-linearly with ``log(N / N0)``.
     correlated_families
         Correlated family effects through an LKJ prior on the 5x5 family covariance.
+    shared
+        Law parameters (names of ``THETA_NAMES``: ``log_E``, ``a``, ``log_alpha``, ``b``,
+        ``log_beta``) that every family shares: they take the population value, with no family
+        or arch spread. For runs that all end at one token budget (``B``/``beta`` are then
+        learnt from mid-run checkpoints only, and per family they are barely identified);
+        needs ``family_parameterization`` ``"centered"`` or ``"noncentered"`` and no
+        ``correlated_families``.
     family_parameterization
         How NUTS sees the family parameters (the model is the same): ``"local"`` (default)
         samples each family at its own reference size in coordinates its data pin (converged
@@ -50,9 +59,12 @@ class ModelOptions:
     correlated_families: bool = False
     family_parameterization: FamilyParameterization = "local"
     config_effects: bool = False
+    shared: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hierarchy", tuple(self.hierarchy))
+        object.__setattr__(self, "shared", tuple(self.shared))
+        self._check_shared()
         if self.hierarchy not in _HIERARCHIES:
             raise ValueError(
                 f"hierarchy must be one of {sorted(_HIERARCHIES)}; got {self.hierarchy}"
@@ -74,6 +86,28 @@ class ModelOptions:
                 f"got {self.family_parameterization!r}"
             )
 
+    def _check_shared(self) -> None:
+        unknown = [name for name in self.shared if name not in THETA_NAMES]
+        if unknown:
+            raise ValueError(f"shared must name law parameters {THETA_NAMES}; got {unknown}")
+        if len(set(self.shared)) != len(self.shared):
+            raise ValueError(f"shared names a parameter twice: {list(self.shared)}")
+        if len(self.shared) == len(THETA_NAMES):
+            raise ValueError("shared may not hold every law parameter: families would be equal")
+        if self.shared and (
+            self.family_parameterization == "local" or self.correlated_families
+        ):
+            raise ValueError(
+                "shared parameters need family_parameterization='centered' or 'noncentered' "
+                "and correlated_families=False (local coordinates and the LKJ prior mix every "
+                "component of a family)"
+            )
+
+    @property
+    def free_components(self) -> tuple[int, ...]:
+        """Indices (in ``THETA_NAMES`` order) of the law parameters that vary by family."""
+        return tuple(i for i, name in enumerate(THETA_NAMES) if name not in self.shared)
+
     @property
     def use_arch(self) -> bool:
         """Whether the model has an arch level."""
@@ -83,4 +117,5 @@ class ModelOptions:
         """JSON-serialisable form."""
         out = asdict(self)
         out["hierarchy"] = list(self.hierarchy)
+        out["shared"] = list(self.shared)
         return out

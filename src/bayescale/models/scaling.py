@@ -197,10 +197,11 @@ class SamplingCoordinates:
         Only unit-scale coordinates (and the log spreads ``tau_theta``, ``sigma_config``, of
         order one) are jittered; a jitter of 1 elsewhere would start far out in the tails.
         """
-        names = ["tau_theta", "sigma_config", *(f"{name}_z" for name in self.scales)]
+        names = ["tau_theta", "tau_theta_free", "sigma_config",
+                 *(f"{name}_z" for name in self.scales)]
         if self.local_affine is not None:
             names.append("theta_local_z")
-        return tuple(names)
+        return tuple(name for name in names if name in self.start)
 
 
 def sampling_coordinates(

@@ -162,6 +162,17 @@ def initial_point(
         point["sigma_seed"] = np.asarray(max(0.2 * sigma_seed, 1e-3))
     if options.seed_by_size:
         point["seed_size_slope"] = np.asarray(0.0)
+    if options.shared:
+        # shared components have no spread and no offsets (see build_model)
+        free = list(options.free_components)
+        for name in ("tau_theta", "tau_arch"):
+            if name in point:
+                point[f"{name}_free"] = np.asarray(point.pop(name))[free]
+        if "theta" in point:  # centred families
+            point["theta_free"] = np.asarray(point.pop("theta"))[:, free]
+        for name in ("z_theta", "z_arch"):
+            if name in point:
+                point[name] = np.asarray(point[name])[:, free]
     return point
 
 
