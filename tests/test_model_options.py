@@ -30,6 +30,7 @@ def runs():
         ({"hierarchy": ("arch", "family"), "family_parameterization": "noncentered",
           "shared": ("b", "log_beta")}, "tau_theta_free"),
         ({"family_parameterization": "centered", "shared": ("log_beta",)}, "theta_free"),
+        ({"shared": ("b", "log_beta")}, "theta_local_z"),
         # ~45-120 s each at these settings (LKJ: the centred MvNormal samples slowly)
         pytest.param({"correlated_families": True}, "family_chol", marks=pytest.mark.slow),
         pytest.param({"likelihood": "student_t"}, "nu", marks=pytest.mark.slow),
@@ -74,7 +75,7 @@ def test_option_samples_and_predicts(runs, options, extra):
         ({"shared": ("b", "b"), "family_parameterization": "noncentered"}, "twice"),
         ({"shared": ("log_E", "a", "log_alpha", "b", "log_beta"),
           "family_parameterization": "noncentered"}, "every law parameter"),
-        ({"shared": ("b",)}, "family_parameterization='centered' or 'noncentered'"),
+        ({"shared": ("a",)}, r"only \('b', 'log_beta'\) can be shared .*\['a'\]"),
         ({"shared": ("b",), "family_parameterization": "noncentered",
           "correlated_families": True}, "correlated_families=False"),
     ],
@@ -99,11 +100,12 @@ def test_shared_data_term_is_recovered():
     sim = bayescale.simulate(n_families=4, sizes=(2e7, 6e7, 2e8, 6e8), n_seeds=1,
                              n_checkpoints=15, family_sd={"b": 0.0, "log_beta": 0.0},
                              random_seed=3)
-    # every family spans four sizes: its data pin it, so the centred form samples best
-    fit = bayescale.fit(sim.runs, family_parameterization="centered",
-                        shared=("b", "log_beta"), draws=500, tune=800, chains=2,
-                        progressbar=False, random_seed=1)
-    assert fit.diagnostics.divergences == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bayescale.SamplingWarning)  # checked below
+        fit = bayescale.fit(sim.runs, shared=("b", "log_beta"), draws=500, tune=800, chains=2,
+                            target_accept=0.95, progressbar=False, random_seed=1)
+    assert fit.diagnostics.divergences <= 5  # of 1,000 draws
+    assert fit.diagnostics.max_rhat < 1.02
     for name in ("B", "beta"):
         draws = fit.idata.posterior[name].values[..., 0].ravel()
         truth = float(sim.families[name].iloc[0])

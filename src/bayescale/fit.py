@@ -110,8 +110,7 @@ config_effects, shared
         Modelling options, see :class:`bayescale.models.ModelOptions`. ``autocorrelation``
         defaults to ``"log_tokens"`` with the normal likelihood and ``"none"`` with Student-t.
         ``shared=("b", "log_beta")`` gives every family the same data term ``B/D^beta``: for
-        runs that all end at one token budget (with a ``"centered"`` or ``"noncentered"``
-        ``family_parameterization``).
+        runs that all end at one token budget.
     priors
         Partial overrides of :data:`bayescale.models.DEFAULT_PRIORS`.
     sampler

@@ -135,6 +135,9 @@ def build_model(
     }
     if options.shared:
         coords["free_component"] = [THETA_NAMES[i] for i in options.free_components]
+        if uses_local_coordinates(options) and not (len(design.families) == 1
+                                                    and not options.use_arch):
+            coords["local_component"] = [LOCAL_NAMES[i] for i in options.free_components]
     mu0, sd0, fam_scale, arch_scale = theta_prior_arrays(priors)
     n_fam = len(design.families)
     single = n_fam == 1 and not options.use_arch
@@ -215,6 +218,11 @@ def build_model(
             local = _local_coordinates(
                 local_affine, alpha_direction, centre[:, k], tau_theta[k]
             )
+            free = list(options.free_components)
+            if options.shared:
+                # shared b / log_beta are local coordinates 3 and 4 themselves (local_to_theta
+                # passes them through): the population's value, not sampled per family
+                local = pt.set_subtensor(centre[:, free], local)
             flag = None if alpha_direction is None else alpha_direction["active"]
             theta = pm.Deterministic(
                 "theta", local_to_theta(local, design.family_log_n_ref, math=pt,
@@ -223,7 +231,8 @@ def build_model(
             )
             pm.Potential(
                 "family_prior",
-                pm.logp(pm.Normal.dist(mu=centre, sigma=tau_theta), theta).sum(),
+                pm.logp(pm.Normal.dist(mu=centre[:, free], sigma=tau_theta[free]),
+                        theta[:, free]).sum(),
             )
         else:
             theta = pm.Deterministic(

@@ -12,6 +12,8 @@ Autocorrelation = Literal["none", "order", "log_tokens"]
 FamilyParameterization = Literal["local", "centered", "noncentered"]
 
 _HIERARCHIES = {("family",), ("arch", "family")}
+# the law parameters that are local coordinates of their own (models.hierarchical.local_to_theta)
+_LOCAL_SHAREABLE = ("b", "log_beta")
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,9 @@ class ModelOptions:
         Law parameters (names of ``THETA_NAMES``: ``log_E``, ``a``, ``log_alpha``, ``b``,
         ``log_beta``) that every family shares: they take the population value, with no family
         or arch spread. For runs that all end at one token budget (``B``/``beta`` are then
-        learnt from mid-run checkpoints only, and per family they are barely identified);
-        needs ``family_parameterization`` ``"centered"`` or ``"noncentered"`` and no
-        ``correlated_families``.
+        learnt from mid-run checkpoints only, and per family they are barely identified). Not
+        with ``correlated_families``; with the ``"local"`` parameterization only ``b`` and
+        ``log_beta``.
     family_parameterization
         How NUTS sees the family parameters (the model is the same): ``"local"`` (default)
         samples each family at its own reference size in coordinates its data pin (converged
@@ -94,19 +96,28 @@ class ModelOptions:
             raise ValueError(f"shared names a parameter twice: {list(self.shared)}")
         if len(self.shared) == len(THETA_NAMES):
             raise ValueError("shared may not hold every law parameter: families would be equal")
-        if self.shared and (
-            self.family_parameterization == "local" or self.correlated_families
-        ):
+        if self.shared and self.correlated_families:
             raise ValueError(
-                "shared parameters need family_parameterization='centered' or 'noncentered' "
-                "and correlated_families=False (local coordinates and the LKJ prior mix every "
+                "shared parameters need correlated_families=False (the LKJ prior mixes every "
                 "component of a family)"
+            )
+        mixed = [name for name in self.shared if name not in _LOCAL_SHAREABLE]
+        if mixed and self.family_parameterization == "local":
+            raise ValueError(
+                f"with family_parameterization='local' only {_LOCAL_SHAREABLE} can be shared "
+                f"(the local coordinates mix log_E, a and log_alpha); got {mixed}: use "
+                "family_parameterization='centered' or 'noncentered'"
             )
 
     @property
     def free_components(self) -> tuple[int, ...]:
         """Indices (in ``THETA_NAMES`` order) of the law parameters that vary by family."""
         return tuple(i for i, name in enumerate(THETA_NAMES) if name not in self.shared)
+
+    @property
+    def shared_components(self) -> tuple[int, ...]:
+        """Indices (in ``THETA_NAMES`` order) of the ``shared`` law parameters."""
+        return tuple(i for i, name in enumerate(THETA_NAMES) if name in self.shared)
 
     @property
     def use_arch(self) -> bool:

@@ -53,6 +53,7 @@ from bayescale.models.start import (
     family_schedule_least_squares,
     initial_point,
     kappa_start,
+    shared_start,
     without_schedule_excess,
 )
 
@@ -238,14 +239,25 @@ def sampling_coordinates(
     for name in scales:
         point[f"{name}_z"] = np.zeros_like(np.asarray(point.pop(name), dtype=float))
     point.update(schedule_point)
+    point = shared_start(point, options)
     if "theta_local" not in point:
         return SamplingCoordinates(point, None, scales)
     local = np.asarray(point["theta_local"], dtype=float)
     context = dict(plain)
+    # Shared components (b, log_beta: local coordinates of their own) are the population's:
+    # the factors are those of the free coordinates given them (zero rows and columns).
+    free = np.arange(local.shape[1])
     if "mu_theta" not in plain:  # a lone family: its prior is the population prior
         mu0, sd0, _, _ = theta_prior_arrays(priors)
         context["mu_theta"], context["tau_theta"] = mu0, sd0
-    chol = family_laplace_factors(local, design, options, context)
+    elif options.shared:
+        free = np.asarray(options.free_components)
+
+    def factors(at: np.ndarray, alpha_coordinate: np.ndarray | None = None) -> np.ndarray:
+        full = family_laplace_factors(at, design, options, context, alpha_coordinate)
+        return full if len(free) == at.shape[1] else given_shared(full, free)
+
+    chol = factors(local)
     # A family whose runs span fewer than three sizes leaves directions to the family prior,
     # whose width moves with tau_theta: a factor fixed at the starting tau made those families
     # sample 5x slower (deepmind-routing). They keep the plain local coordinates (z = local).
@@ -261,7 +273,7 @@ def sampling_coordinates(
         theta = local_to_theta(local, log_n_ref)
         cand = (~few).astype(float)
         local_a = theta_to_local(theta, log_n_ref, cand)
-        chol_a = family_laplace_factors(local_a, design, options, context, cand)
+        chol_a = factors(local_a, cand)
         pinned = ~few & alpha_pinned(component_laplace(local_a, chol_a, context, log_n_ref, cand))
         flag = pinned.astype(float)
         # each family's factor depends on its own coordinates only: keep the frame's
@@ -269,11 +281,28 @@ def sampling_coordinates(
         chol = np.where(pinned[:, None, None], chol_a, chol)
         laplace = component_laplace(local, chol, context, log_n_ref, flag)
         direction = alpha_direction(laplace, context, pinned)
-    loc = np.where(few[:, None], 0.0, local)
-    chol[few] = np.eye(local.shape[1])
+    loc = np.where(few[:, None], 0.0, local)[:, free]
+    chol = chol[:, free][:, :, free]
+    chol[few] = np.eye(len(free))
+    if direction is not None:
+        direction["u"] = direction["u"][:, free]
     start = {k: v for k, v in point.items() if k != "theta_local"}
-    start["theta_local_z"] = z
+    start["theta_local_z"] = z[:, free]
     return SamplingCoordinates(start, (loc, chol), scales, direction)
+
+
+def given_shared(chol: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """Factors of the ``free`` coordinates' Laplace covariance given the others (held fixed).
+
+    ``chol`` (family x k x k) factors the joint covariance; the conditional covariance is the
+    inverse of the free block of its precision. Returned as k x k factors with zero rows and
+    columns for the fixed coordinates.
+    """
+    prec = np.linalg.inv(chol @ np.swapaxes(chol, -1, -2))
+    cond = np.linalg.inv(prec[:, free][:, :, free])
+    out = np.zeros_like(chol)
+    out[:, free[:, None], free] = np.linalg.cholesky(cond)
+    return out
 
 
 def component_laplace(
@@ -310,8 +339,11 @@ def component_laplace(
     mu0 = np.asarray(point["mu_theta"], dtype=float)
     tau0 = np.asarray(point["tau_theta"], dtype=float)
     theta = local_to_theta(local, log_n_ref, alpha_coordinate=alpha_coordinate)
-    prec = np.clip(1.0 / var - tau0**-2, 0.0, None)
-    info = theta / var - mu0 / tau0**2
+    # var is 0 for a shared component (fixed: its factor has no row); it says nothing
+    moves = var > 0
+    safe_var = np.where(moves, var, 1.0)
+    prec = np.where(moves, np.clip(1.0 / safe_var - tau0**-2, 0.0, None), 0.0)
+    info = np.where(moves, theta / safe_var - mu0 / tau0**2, 0.0)
     xhat = np.where(prec > 0, info / np.where(prec > 0, prec, 1.0), 0.0)
     return {"g": g, "theta": theta, "prec": prec, "info": info, "xhat": xhat}
 

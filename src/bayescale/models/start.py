@@ -127,6 +127,8 @@ def initial_point(
 
     n_fam = len(design.families)
     mu = theta.mean(axis=0)
+    if options.shared and n_fam > 1:
+        theta[:, list(options.shared_components)] = mu[list(options.shared_components)]
     tau = np.clip(theta.std(axis=0), 0.2 * fam_scale, fam_scale) if n_fam > 1 else 0.5 * fam_scale
     point: dict[str, np.ndarray] = {
         "mu_theta": mu,
@@ -162,18 +164,30 @@ def initial_point(
         point["sigma_seed"] = np.asarray(max(0.2 * sigma_seed, 1e-3))
     if options.seed_by_size:
         point["seed_size_slope"] = np.asarray(0.0)
-    if options.shared:
-        # shared components have no spread and no offsets (see build_model)
-        free = list(options.free_components)
-        for name in ("tau_theta", "tau_arch"):
-            if name in point:
-                point[f"{name}_free"] = np.asarray(point.pop(name))[free]
-        if "theta" in point:  # centred families
-            point["theta_free"] = np.asarray(point.pop("theta"))[:, free]
-        for name in ("z_theta", "z_arch"):
-            if name in point:
-                point[name] = np.asarray(point[name])[:, free]
     return point
+
+
+def shared_start(point: Mapping[str, np.ndarray], options: ModelOptions) -> dict[str, np.ndarray]:
+    """``point`` in the free variables of a model with ``options.shared`` components.
+
+    Shared components have no spread and no per-family (or per-arch) coordinate (see
+    ``build_model``): ``tau_theta``/``tau_arch`` become ``*_free`` and the families' centred
+    values or standardised offsets lose those columns. Local coordinates are reduced by
+    :func:`bayescale.models.scaling.sampling_coordinates`.
+    """
+    out = dict(point)
+    if not options.shared:
+        return out
+    free = list(options.free_components)
+    for name in ("tau_theta", "tau_arch"):
+        if name in out:
+            out[f"{name}_free"] = np.asarray(out.pop(name))[free]
+    if "theta" in out:  # centred families
+        out["theta_free"] = np.asarray(out.pop("theta"))[:, free]
+    for name in ("z_theta", "z_arch"):
+        if name in out:
+            out[name] = np.asarray(out[name])[:, free]
+    return out
 
 
 def _residuals(design: Design, theta: np.ndarray) -> np.ndarray:
