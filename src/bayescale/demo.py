@@ -62,6 +62,8 @@ SCHEDULE_COLUMNS = (*_SCHEDULE_SPEC, "run_tokens", "batch_size", "lr")
 ROUTERS = ("s-base", "hash", "rl-r")
 #: The comparison target of the routing demo: the largest size, at the end of training.
 ROUTING_PARAMS = 1.3e9
+#: Law parameters every routing family shares: same data, same token budget (see run_demo).
+ROUTING_SHARED = ("log_E", "b", "log_beta")
 
 Checkpoints = Literal["curves", "late"]
 #: The Hitchhiker's Guide warm-up cut, applied to every dataset of the demo.
@@ -209,7 +211,7 @@ def run_demo(
         ``"late"`` (the last 30% of each run).
     draws, tune, chains
         Sampler settings (default 400/400/2, quick 200/300/2), raised by the full demo to
-        4 chains of 1000 draws after 1000 tuning steps (language and routing) and
+        4 chains of 1000 draws (routing: 1500) after 1000 tuning steps, and
         with the routing fit tuning 300 steps longer in quick mode.
     random_seed
         Seed of both fits.
@@ -295,20 +297,22 @@ def run_demo(
     echo(f"           {routing_runs['family'].nunique()} families in "
          f"{routing_runs['arch'].nunique()} archs, {routing_runs['run'].nunique()} runs, "
          f"{len(routing_runs)} checkpoints")
-    # the arch level adds a funnel (few archs, one dense family): tune longer, and with the
-    # full settings take small steps on four longer chains (at 0.95, divergences; with 500
-    # draws, R-hat above 1.01 on the arch spread). The routing
-    # runs' schedule is not published and every run ends at the same ~130B tokens, so only
-    # their mid-run checkpoints say how loss falls with D: fit them all (as though the LR were
-    # constant) rather than the last tenth. The comparisons are made at that common end, where
-    # every family is at the same point of the same schedule.
+    # The routing runs' schedule is not published and every run ends at the same ~130B tokens,
+    # so only their mid-run checkpoints say how loss falls with D: fit them all (as though the
+    # LR were constant) rather than the last tenth. The comparisons are made at that common
+    # end, where every family is at the same point of the same schedule. Every family trains
+    # on the same data for the same tokens, so they share the irreducible loss E and the data
+    # term B/D^beta (per family, one budget leaves them to the family spread: funnels and
+    # NUTS trees at their maximum depth); the routers and expert counts differ in A/N^alpha.
+    # The arch level (few archs, one dense family) still needs small steps.
     routing_kw: dict = {"tune": tune + 300, "target_accept": 0.95}
     if not quick:
-        routing_kw.update(chains=max(chains, 4), draws=max(draws, 1000), tune=max(tune, 1000),
+        routing_kw.update(chains=max(chains, 4), draws=max(draws, 1500), tune=max(tune, 1000),
                           target_accept=0.99)
     routing = fit_quietly(
         routing_runs, "routing", hierarchy=("arch", "family"), **routing_kw,
         unscheduled_from=None, fit_from=None, family_parameterization="noncentered",
+        shared=ROUTING_SHARED,
     )
     d = routing.diagnostics
     clock.done(f"divergences {d.divergences}, max R-hat {d.max_rhat:.3f}, "
@@ -434,7 +438,8 @@ def _write_report(
         "Routing fit (Clark et al. 2022): dense and S-Base/Hash/RL-R with "
         f"{', '.join(map(str, ROUTING_EXPERTS))} experts (top-1, routing frequency 0.5), one "
         "family per configuration, with an architecture level; FFN-widened dense runs and "
-        "routing ablations left out.",
+        "routing ablations left out. All families share E and B/D^beta (same data, same "
+        "number of tokens); routers and expert counts differ in A/N^alpha.",
         (
             "Checkpoints: whole curves after the Hitchhiker's warm-up cut (fewer than 10B "
             "tokens dropped, also for the OLMo ladder, so its 190M runs at 0.5x-2x budgets drop "
