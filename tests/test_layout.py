@@ -30,7 +30,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("sampling", ("inference",)),
     ("fits", ("fit_base", "parameter_table", "kaplan_fit", "fit", "refit", "seeds")),
     ("posterior use", ("compare", "planning", "prior_check", "simulate", "simulate_kaplan")),
-    ("baselines", ("baselines",)),
+    ("baselines", ("baselines.",)),
     ("scoring", ("scoring",)),
     ("execution", ("batch",)),
     ("evaluate and checks", ("evaluate", "validation")),
