@@ -33,7 +33,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("baselines", ("baselines.",)),
     ("scoring", ("scoring",)),
     ("execution", ("batch",)),
-    ("evaluate and checks", ("evaluate", "validation")),
+    ("evaluate and checks", ("evaluate.", "validation")),
     ("report", ("report.",)),
     ("front ends", ("demo", "cli", "")),
 )
