@@ -29,11 +29,11 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("models", ("models.",)),
     ("sampling", ("inference",)),
     ("fits", ("fit_base", "parameter_table", "kaplan_fit", "fit", "refit", "seeds")),
-    ("posterior use", ("compare", "planning", "prior_check", "simulate", "simulate_kaplan")),
-    ("baselines", ("baselines",)),
+    ("posterior use", ("compare", "planning", "simulate", "simulate_kaplan")),
+    ("baselines", ("baselines.",)),
     ("scoring", ("scoring",)),
     ("execution", ("batch",)),
-    ("evaluate and checks", ("evaluate", "validation")),
+    ("evaluate and checks", ("evaluate.", "checks.", "validation", "prior_check")),
     ("report", ("report.",)),
     ("front ends", ("demo", "cli", "")),
 )
@@ -322,25 +322,79 @@ def test_top_level_entry_points():
     assert bs.credible_intervals is bs.report.credible_intervals
     assert isinstance(bs.report, types.ModuleType) and callable(bs.report.html)
     assert isinstance(bs.baselines, types.ModuleType) and callable(bs.baselines.fit_huber)
+    assert isinstance(bs.checks, types.ModuleType) and callable(bs.checks.sbc_ranks)
+    assert bs.prior_predictive is bs.checks.prior_predictive
+    assert bs.checks.simulate is bs.simulate and bs.checks.simulate_kaplan is bs.simulate_kaplan
     # the modules behind functions of the same name stay importable by their full path
     from bayescale.compare import compare_models  # noqa: F401
-    from bayescale.evaluate import METHODS  # noqa: F401
+    from bayescale.evaluate import METHODS, grids  # noqa: F401
+
+    assert callable(grids.are_grid_models_fraction) and callable(bs.evaluate)
+
+
+#: The public names of the modules that became subpackages, as they were before (issue 22).
+SUBPACKAGE_ALL: dict[str, tuple[str, ...]] = {
+    "baselines": (
+        "DEFAULT_HUBER_GRID", "EXPONENT_BOUNDS", "HOFFMANN_GRID", "MUENNIGHOFF_ALPHA",
+        "MUENNIGHOFF_LOG_A", "BootstrapFit", "ConstantFit", "FixedTermFit", "PointFit",
+        "best_loss_baseline", "bootstrap_huber", "fit_fixed_a_alpha", "fit_huber",
+        "fit_least_squares", "huber_grid", "most_trained_baseline",
+    ),
+    "evaluate": (
+        "FINDINGS", "METHODS", "TRANSFER_METHODS", "Findings", "absolute_relative_error",
+        "are_grid_models_fraction", "are_grid_models_scaleup", "bootstrap_mean_interval",
+        "choose_source_run", "crps_from_samples", "evaluate", "fit_and_predict",
+        "interval_coverage", "interval_width", "paper_findings", "plot_are_heatmap",
+        "score_prediction", "signed_relative_error", "summarize_differences", "transfer",
+    ),
+}
+
+
+@pytest.mark.parametrize("package", sorted(SUBPACKAGE_ALL))
+def test_split_modules_keep_their_public_names(package):
+    """``bayescale.baselines`` and ``bayescale.evaluate`` became subpackages with the same
+    ``__all__``; each name is the object of the submodule that defines it (or of scoring)."""
+    import importlib
+
+    module = importlib.import_module(f"bayescale.{package}")
+    assert list(module.__all__) == list(SUBPACKAGE_ALL[package])
+    for name in module.__all__:
+        obj = getattr(module, name)
+        home = getattr(obj, "__module__", None)
+        if home is not None and home.startswith(f"bayescale.{package}."):
+            assert getattr(importlib.import_module(home), name) is obj
 
 
 def test_moved_names_stay_importable_from_their_old_modules():
-    """scoring's names from evaluate, refit's from validation: the same objects."""
+    """scoring's names from evaluate, refit's and checks' from validation, checks' prior
+    predictive from prior_check: the same objects."""
     import importlib
 
     evaluate_module = importlib.import_module("bayescale.evaluate")
     scoring = importlib.import_module("bayescale.scoring")
     refit = importlib.import_module("bayescale.refit")
     validation = importlib.import_module("bayescale.validation")
+    checks = importlib.import_module("bayescale.checks")
+    prior_check = importlib.import_module("bayescale.prior_check")
     for name in ("METHODS", "score_prediction", "fit_and_predict", "plot_are_heatmap",
                  "bootstrap_mean_interval", "absolute_relative_error", "crps_from_samples"):
         assert getattr(evaluate_module, name) is getattr(scoring, name)
         assert name in evaluate_module.__all__
-    for name in ("RefitModel", "fit_same_layout", "layout_key", "cached_refit_model"):
+    refit_names = ("RefitModel", "fit_same_layout", "layout_key", "cached_refit_model")
+    for name in refit_names:
         assert getattr(validation, name) is getattr(refit, name)
+    validation_names = (
+        "SBC_EXTRA", "SBC_MAIN", "PriorDraw", "Uniformity", "ar1_noise", "draw_from_prior",
+        "inject_spike", "plot_rank_histograms", "posterior_sbc_draws", "predictive_coverage",
+        "rank_uniformity", "run_coverage_replication", "run_parallel", "run_sbc_replication",
+        "sbc_design", "sbc_ranks", "split_held_out", "summarise_coverage", "thin_indices",
+    )
+    assert sorted(validation.__all__) == sorted((*validation_names, *refit_names))
+    for name in validation_names:
+        assert getattr(validation, name) is getattr(checks, name)
+        assert name in checks.__all__
+    assert prior_check.prior_predictive is checks.prior_predictive
+    assert prior_check.__all__ == ["prior_predictive"]
 
 
 _FRESH_IMPORT = """
@@ -380,11 +434,56 @@ def test_import_is_lazy_and_every_name_in_all_resolves_in_a_fresh_process():
     assert set(found["early"]) <= {"bayescale.cache", "bayescale.compiled", "bayescale.errors",
                                    "bayescale.version"}
     assert found["not_in_dir"] == []
-    assert found["modules"] == ["baselines", "report"]
+    assert found["modules"] == ["baselines", "checks", "report"]
     assert found["shadowed"] == dict.fromkeys(
         ("compare", "evaluate", "fit", "simulate", "simulate_kaplan"), True)
     assert found["unresolved"] == []
     assert found["submodule"] == "module"
+
+
+_FRESH_SUBPACKAGES = """
+import importlib, json, pkgutil, types
+import bayescale.evaluate.grids
+import bayescale as bs
+after_grids = callable(bs.evaluate)
+from bayescale.evaluate import transfer
+after_from = callable(bs.evaluate) and callable(transfer)
+imported = []
+for package in ("baselines", "checks", "evaluate"):
+    path = importlib.import_module(f"bayescale.{package}").__path__
+    for info in pkgutil.iter_modules(path):
+        imported.append(importlib.import_module(f"bayescale.{package}.{info.name}").__name__)
+evaluate_package = importlib.import_module("bayescale.evaluate")
+print(json.dumps({
+    "after_grids": after_grids, "after_from": after_from, "imported": sorted(imported),
+    "evaluate": bs.evaluate is evaluate_package.evaluate,
+    "names_stay": all(not isinstance(getattr(evaluate_package, n), types.ModuleType)
+                      for n in evaluate_package.__all__),
+    "modules": [isinstance(getattr(bs, n), types.ModuleType)
+                for n in ("baselines", "checks", "report")],
+    "old_paths": [callable(importlib.import_module("bayescale.validation").sbc_ranks),
+                  callable(importlib.import_module("bayescale.prior_check").prior_predictive)],
+}))
+"""
+
+
+def test_subpackages_in_a_fresh_process():
+    """``bayescale.evaluate`` stays the function after its submodules are imported (by their
+    full path or from the subpackage), every submodule of the subpackages imports, and the
+    old module paths still work."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _FRESH_SUBPACKAGES], capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(proc.stdout.splitlines()[-1])
+    expected = {m for m in MODULES if m.startswith(("baselines.", "checks.", "evaluate."))}
+    assert set(found.pop("imported")) == {f"bayescale.{m}" for m in expected}
+    assert found == {"after_grids": True, "after_from": True, "evaluate": True,
+                     "names_stay": True, "modules": [True, True, True],
+                     "old_paths": [True, True]}
 
 
 def test_unknown_attributes_raise_attribute_error():

@@ -15,10 +15,13 @@ so PyMC, ArviZ and matplotlib load with the first fit, report or data helper tha
 Every bayescale submodule is reachable as an attribute in the same way.
 
 The functions ``fit``, ``simulate``, ``simulate_kaplan``, ``compare`` and ``evaluate`` share
-their names with the modules that define them, and the package attribute is the function:
-import from those modules with ``from bayescale.compare import compare_models`` (or
-``importlib.import_module("bayescale.compare")``), not ``import bayescale.compare as ...``.
-``bayescale.report`` and ``bayescale.baselines`` are the subpackage and module themselves.
+their names with the modules that define them (``evaluate`` with a subpackage), and the
+package attribute is the function: import from those modules with
+``from bayescale.compare import compare_models`` or ``from bayescale.evaluate import grids``
+(or ``importlib.import_module("bayescale.compare")``), not ``import bayescale.compare as ...``
+or ``import bayescale.evaluate.grids as ...``. ``bayescale.report``, ``bayescale.baselines``
+and ``bayescale.checks`` (prior predictive, simulation, SBC, coverage) are the subpackages
+themselves.
 """
 
 # Before anything imports PyTensor or numba: point their compile caches at bayescale's cache
@@ -44,8 +47,9 @@ from bayescale.errors import (
 from bayescale.version import __version__
 
 if TYPE_CHECKING:  # what the lazy names below are, for type checkers and editors
-    from bayescale import baselines, report
+    from bayescale import baselines, checks, report
     from bayescale.batch import FitTask, fit_many
+    from bayescale.checks.prior import prior_predictive
     from bayescale.compare import Comparison, compare, compare_models
     from bayescale.data.datasets import list_datasets, load_dataset
     from bayescale.data.prepare import (
@@ -67,7 +71,6 @@ if TYPE_CHECKING:  # what the lazy names below are, for type checkers and editor
     from bayescale.models.options import ModelOptions
     from bayescale.models.priors import DEFAULT_PRIORS
     from bayescale.planning import NextRuns, next_runs
-    from bayescale.prior_check import prior_predictive
     from bayescale.report import credible_intervals
     from bayescale.seeds import SeedVariability, seed_variability
     from bayescale.simulate import Simulation, simulate
@@ -95,6 +98,7 @@ __all__ = [
     "UnreliableEstimateWarning",
     "__version__",
     "baselines",
+    "checks",
     "compare",
     "compare_models",
     "credible_intervals",
@@ -124,6 +128,7 @@ __all__ = [
 #: The module (relative to ``bayescale``) that defines each lazily imported name of ``__all__``.
 _LAZY: dict[str, str] = {
     "baselines": "baselines",
+    "checks": "checks",
     "report": "report",
     "credible_intervals": "report",
     "FitTask": "batch",
@@ -154,7 +159,7 @@ _LAZY: dict[str, str] = {
     "DEFAULT_PRIORS": "models.priors",
     "NextRuns": "planning",
     "next_runs": "planning",
-    "prior_predictive": "prior_check",
+    "prior_predictive": "checks.prior",
     "SeedVariability": "seeds",
     "seed_variability": "seeds",
     "Simulation": "simulate",
@@ -164,7 +169,7 @@ _LAZY: dict[str, str] = {
 }
 
 #: The public names that are modules; every other name of ``__all__`` is an object of its module.
-_MODULES = frozenset({"baselines", "report"})
+_MODULES = frozenset({"baselines", "checks", "report"})
 
 #: Objects named like the module that defines them: the package attribute is the object.
 _SHADOWING = frozenset(
