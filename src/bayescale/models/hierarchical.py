@@ -218,7 +218,8 @@ def build_model(
             local = _local_coordinates(
                 local_affine, alpha_direction, centre[:, k], tau_theta[k]
             )
-            free = list(options.free_components)
+            # without shared components, index nothing: the log density's graph stays as it was
+            free = list(options.free_components) if options.shared else slice(None)
             if options.shared:
                 # shared b / log_beta are local coordinates 3 and 4 themselves (local_to_theta
                 # passes them through): the population's value, not sampled per family
