@@ -129,6 +129,35 @@ def test_compute_target_and_frontier(fitted):
         assert np.all(loss[:, 0] <= np.exp(other[:, 0, 0]) + 1e-9)
 
 
+def test_compute_optimal_is_the_minimum_on_a_fine_grid_and_flags_the_edges():
+    rng = np.random.default_rng(3)
+    n = 300
+    theta = np.column_stack([
+        rng.normal(0.5, 0.1, n), rng.normal(0.0, 0.4, n), np.log(rng.uniform(0.15, 0.6, n)),
+        rng.normal(0.0, 0.4, n), np.log(rng.uniform(0.15, 0.6, n)),
+    ])
+    n0, d0 = 1e8, 2e9
+    budgets = np.array([1e18, 1e21, 1e24])
+    loss, n_opt, at_edge = compute_optimal(theta, budgets, n0, d0)
+    # convex in log N: an optimum outside the searched range is at its nearest edge, as on
+    # the grid below (which spans that range)
+    assert at_edge.mean() < 0.2
+    for k, c in enumerate(budgets):
+        log_n = np.linspace(0.5 * np.log(c / 6e4), 0.5 * np.log(c / 6e-2), 40001)
+        y = bayescale.models.hierarchical.reference_log_loss(
+            theta, log_n - np.log(n0), np.log(c / 6) - log_n - np.log(d0)
+        )
+        np.testing.assert_allclose(loss[:, k], np.exp(y.min(axis=1)), rtol=1e-7)
+        np.testing.assert_allclose(n_opt[:, k], np.exp(log_n[y.argmin(axis=1)]), rtol=1e-3)
+    # a range of tokens per parameter that excludes every optimum: its edge, flagged
+    lo_loss, lo_n, lo_edge = compute_optimal(theta, [1e21], n0, d0, tokens_per_param=(1e6, 1e7))
+    assert lo_edge.all()
+    # the optimum has far fewer tokens per parameter: the range's lower edge, 1e6
+    np.testing.assert_allclose(lo_n[:, 0], np.sqrt(1e21 / (6 * 1e6)))
+    inside = ~at_edge[:, 1]  # an upper bound of the loss at the optimum found before
+    assert np.all(lo_loss[inside, 0] >= loss[inside, 1])
+
+
 def test_no_crossover_when_only_E_differs(fitted):
     # crossover searched above the data, where the constant E gap dominates
     res = compare(fitted, "better", "base", **TARGET, compute_range=(1e20, 1e24))

@@ -55,7 +55,6 @@ ArchCurve = Literal["new_family", "centre"]
 
 # Tokens-per-parameter range searched for the compute-optimal N (Chinchilla's optimum is ~20).
 _TPP_RANGE = (1e-2, 1e4)
-_N_GRID = 160
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,14 +65,16 @@ def compute_optimal(
     compute: float | Sequence[float] | np.ndarray,
     n0: float,
     d0: float,
-    n_grid: int = _N_GRID,
     tokens_per_param: tuple[float, float] = _TPP_RANGE,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Loss on the compute-optimal frontier, per posterior draw.
 
-    For each draw and compute budget ``C``, minimise ``L(N, C / (6N))`` over ``N`` on a log grid
-    (tokens per parameter between ``tokens_per_param``), refined by a parabola through the three
-    grid points around the minimum.
+    For each draw and compute budget ``C``, the ``N`` that minimises ``L(N, C / (6N))``. Along
+    ``D = C / (6N)`` the reducible loss ``A/N^alpha + B/D^beta`` is convex in ``log N``, so the
+    optimum is the closed form of Hoffmann et al. (2022, eq. 4; see
+    :func:`bayescale.derived.chinchilla_compute_optimal`), written here in the reference scales.
+    It is searched within ``tokens_per_param``: an optimum outside that range of ``D / N`` is
+    moved to its edge and flagged.
 
     Parameters
     ----------
@@ -83,47 +84,34 @@ def compute_optimal(
         Compute budgets in FLOPs, shape (K,).
     n0, d0
         The fit's reference scales.
-    n_grid
-        Grid points in ``log N``.
     tokens_per_param
         Range of ``D / N`` searched.
 
     Returns
     -------
     loss, params, at_edge
-        Optimal loss and optimal ``N`` (each (S, K)), and whether the minimum sat on the edge of
-        the searched range (the optimum lies outside it; the loss is then an upper bound).
+        Optimal loss and optimal ``N`` (each (S, K)), and whether the optimum lay outside the
+        searched range (the loss is then that at the range's edge, an upper bound).
     """
     compute = np.atleast_1d(np.asarray(compute, dtype=float))
     if np.any(~np.isfinite(compute)) or np.any(compute <= 0):
         raise ValueError("compute must be positive and finite")
+    theta = np.asarray(theta, dtype=float)
+    a, b = theta[:, 1:2], theta[:, 3:4]
+    alpha, beta = np.exp(theta[:, 2:3]), np.exp(theta[:, 4:5])
+    # x = log(N/N0); log(D/D0) = c_rel - x on the budget
+    log_c6 = np.log(compute / FLOPS_PER_PARAM_TOKEN)[None, :]
+    c_rel = log_c6 - np.log(n0) - np.log(d0)
+    # d/dx [exp(a - alpha x) + exp(b - beta (c_rel - x))] = 0
+    x_opt = (theta[:, 2:3] - theta[:, 4:5] + a - b + beta * c_rel) / (alpha + beta)
+    # D/N = C / (6 N^2)  =>  log N = (log(C/6) - log(D/N)) / 2
     lo_tpp, hi_tpp = tokens_per_param
-    # D/N = C / (6 N^2)  =>  N = sqrt(C / (6 * tpp))
-    u = np.linspace(0.0, 1.0, n_grid)
-    n_draws = theta.shape[0]
-    loss = np.empty((n_draws, compute.size))
-    params = np.empty_like(loss)
-    at_edge = np.zeros(loss.shape, dtype=bool)
-    for k, c in enumerate(compute):
-        log_n_lo = 0.5 * np.log(c / (FLOPS_PER_PARAM_TOKEN * hi_tpp))
-        log_n_hi = 0.5 * np.log(c / (FLOPS_PER_PARAM_TOKEN * lo_tpp))
-        log_n = log_n_lo + u * (log_n_hi - log_n_lo)
-        log_d = np.log(c / FLOPS_PER_PARAM_TOKEN) - log_n
-        y = reference_log_loss(theta, log_n - np.log(n0), log_d - np.log(d0))  # (S, G)
-        i = np.argmin(y, axis=1)
-        at_edge[:, k] = (i == 0) | (i == n_grid - 1)
-        j = np.clip(i, 1, n_grid - 2)
-        rows = np.arange(n_draws)
-        y0, y1, y2 = y[rows, j - 1], y[rows, j], y[rows, j + 1]
-        curv = y0 - 2 * y1 + y2
-        ok = (curv > 0) & ~at_edge[:, k]
-        offset = np.where(ok, 0.5 * (y0 - y2) / np.where(ok, curv, 1.0), 0.0)
-        offset = np.clip(offset, -1.0, 1.0)
-        step = log_n[1] - log_n[0]
-        y_min = np.where(ok, y1 - 0.25 * (y0 - y2) * offset, y[rows, i])
-        loss[:, k] = np.exp(y_min)
-        params[:, k] = np.exp(np.where(ok, log_n[j] + offset * step, log_n[i]))
-    return loss, params, at_edge
+    x_lo = 0.5 * (log_c6 - np.log(hi_tpp)) - np.log(n0)
+    x_hi = 0.5 * (log_c6 - np.log(lo_tpp)) - np.log(n0)
+    x = np.clip(x_opt, x_lo, x_hi)
+    at_edge = (x_opt < x_lo) | (x_opt > x_hi)
+    log_loss = reference_log_loss(theta, x, c_rel - x)
+    return np.exp(log_loss), n0 * np.exp(x), at_edge
 
 
 # ---------------------------------------------------------------------------------------------

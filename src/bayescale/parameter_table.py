@@ -135,15 +135,17 @@ def parameter_intervals(
         raise ValueError(f"level must be in (0, 1); got {level}")
     items = _parameter_draws(posterior, n0, d0, use_arch, law_params, theta_names)
     stacked = np.stack([draws for *_, draws in items], axis=-1)  # (chain, draw, row)
-    da = xr.DataArray(stacked, dims=("chain", "draw", "row"))
-    ds = xr.Dataset({"x": da})
+    # A constant row (the zero spread of a shared component) has no R-hat or ESS: NaN, rather
+    # than ArviZ's 0/0 warning.
+    varies = np.ptp(stacked, axis=(0, 1)) > 0
+    ds = xr.Dataset({"x": xr.DataArray(stacked[..., varies], dims=("chain", "draw", "row"))})
     n_chain, n_draw = stacked.shape[:2]
-    if n_chain > 1 and n_draw >= 4:
-        r_hat = az.rhat(ds)["x"].values
-    else:
-        r_hat = np.full(stacked.shape[-1], np.nan)
-    ess = az.ess(ds, method="bulk")["x"].values
-    ess_tail = az.ess(ds, method="tail")["x"].values
+    r_hat, ess, ess_tail = (np.full(stacked.shape[-1], np.nan) for _ in range(3))
+    if varies.any():
+        if n_chain > 1 and n_draw >= 4:
+            r_hat[varies] = az.rhat(ds)["x"].values
+        ess[varies] = az.ess(ds, method="bulk")["x"].values
+        ess_tail[varies] = az.ess(ds, method="tail")["x"].values
     flat = stacked.reshape(-1, stacked.shape[-1])
     lo, med, hi = np.quantile(flat, [(1 - level) / 2, 0.5, (1 + level) / 2], axis=0)
     # A and B of weakly identified families can reach 1e150+: their sd may overflow to inf
