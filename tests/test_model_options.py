@@ -62,6 +62,13 @@ def test_option_samples_and_predicts(runs, options, extra):
             if spread in post:
                 assert (post[spread].values[..., k] == 0).all()
         assert name not in post["free_component"].values
+    if options.get("shared"):
+        # a zero spread has no R-hat: NaN in the table, and no 0/0 warning from ArviZ
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            table = fit.credible_intervals()
+        zero = table[(table["scope"] == "spread") & (table["sd"] == 0)]
+        assert len(zero) >= len(options["shared"]) and zero["r_hat"].isna().all()
     if "arch" in options.get("hierarchy", ()):
         new_moe = fit.predict(params=1e9, tokens=2e10, arch="moe")
         assert np.isfinite(new_moe["median"].values).all()
