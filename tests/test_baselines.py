@@ -296,6 +296,9 @@ def test_bootstrap_is_reproducible_and_well_formed() -> None:
     assert bool((width["observed"] > width["mean"]).all())
 
 
+# 20 datasets x 100 resamples (~10 s); test_bootstrap_reproduces_besiroglu_standard_errors and
+# test_bootstrap_is_reproducible_and_well_formed run the bootstrap in the default suite
+@pytest.mark.slow
 def test_bootstrap_coverage_on_simulated_runs() -> None:
     """90% intervals contain the truth at roughly the nominal rate (20 datasets x 100 resamples)."""
     true = PUBLISHED_FITS["hoffmann2022"]

@@ -298,6 +298,10 @@ def test_evaluate_baselines_table_and_csv(protocol_csv: Path, tmp_path: Path):
     assert (results["are"] < 0.2).all()
 
 
+# starts a LocalCluster in a subprocess (~20 s); in the default suite test_batch's
+# test_evaluate_on_dask_equals_evaluate_here runs evaluate on a local Dask cluster against the
+# serial run, and test_cli_grid_on_a_scheduler_address the CLI's --scheduler option
+@pytest.mark.slow
 def test_evaluate_on_a_local_dask_cluster_equals_the_serial_run(protocol_csv: Path, tmp_path):
     serial, dask = tmp_path / "serial.csv", tmp_path / "dask.csv"
     args = ("evaluate", str(protocol_csv), "--methods", "curve_fit", "most_trained", "--csv")

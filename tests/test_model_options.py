@@ -24,9 +24,12 @@ def runs():
 @pytest.mark.parametrize(
     "options, extra",
     [
-        ({"hierarchy": ("arch", "family")}, "theta_arch"),
+        # the arch > family model with the default parameterization: test_arch_option_... below
         ({"autocorrelation": "none", "family_parameterization": "centered"}, None),
-        ({"family_parameterization": "noncentered"}, "z_theta"),
+        # the non-centred branch (z_theta offsets) is sampled in the default suite by the next
+        # case, which adds arch and shared components to it
+        pytest.param({"family_parameterization": "noncentered"}, "z_theta",
+                     marks=pytest.mark.slow),
         ({"hierarchy": ("arch", "family"), "family_parameterization": "noncentered",
           "shared": ("b", "log_beta")}, "tau_theta_free"),
         ({"family_parameterization": "centered", "shared": ("log_beta",)}, "theta_free"),
@@ -41,6 +44,20 @@ def test_option_samples_and_predicts(runs, options, extra):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit = bayescale.fit(runs, **options, **TINY)
+    _check_option_fit(fit, caught, options, extra)
+
+
+def test_arch_option_samples_and_predicts(arch_fit_and_warnings):
+    """``hierarchy=("arch", "family")``, checked like the options above on the session's fit of
+    test_report's table (three families, fam2 a MoE; tests/conftest.py): one compile fewer."""
+    from shared_fits import ARCH_OPTIONS
+
+    fit, caught = arch_fit_and_warnings
+    _check_option_fit(fit, caught, ARCH_OPTIONS, "theta_arch")
+
+
+def _check_option_fit(fit, caught, options, extra):
+    """A fit with ``options`` sampled and predicts; ``caught`` are the warnings it raised."""
     # every option compiles without another library's warning reaching the user
     foreign = [f"{w.category.__name__}: {w.message}" for w in caught
                if not is_bayescale_warning(w.category, w.filename)]

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import bayescale
 from bayescale.errors import DataError, ScheduleWarning
 from bayescale.planning import (
     NextRuns,
@@ -23,38 +22,20 @@ from bayescale.planning import (
     reweighted_band,
     target_band,
 )
+from shared_fits import fit_ladder as _fit
+from shared_fits import ladder as _ladder
 
 TARGET = (2e9, 4e10)  # 10x the largest simulated size, 20 tokens per parameter
 CONSTANT = {"schedule": "constant", "warmup_tokens": 0.0, "final_lr_fraction": 0.1}
-HEAVY = "fam0-2e+07"  # the configuration observed with six seeds
-
-
-def _ladder(seed: int = 4):
-    """Two families at 2e7, 6e7, 2e8; fam0's smallest configuration with six seeds, every other
-    configuration with one."""
-    sim = bayescale.simulate(
-        n_families=2, sizes=(2e7, 6e7, 2e8), n_seeds=6, n_checkpoints=10, random_seed=seed
-    )
-    runs = sim.runs
-    keep = (runs["config"] == HEAVY) | runs["run"].str.endswith("-s0")
-    return sim, runs[keep].reset_index(drop=True)
-
-
-def _fit(runs: pd.DataFrame, draws: int = 200, tune: int = 300):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", bayescale.SamplingWarning)
-        return bayescale.fit(runs, draws=draws, tune=tune, chains=2, random_seed=0,
-                             progressbar=False)
+@pytest.fixture(scope="module")
+def ladder(ladder_sim):
+    return ladder_sim
 
 
 @pytest.fixture(scope="module")
-def ladder():
-    return _ladder()
-
-
-@pytest.fixture(scope="module")
-def fitted(ladder):
-    return _fit(ladder[1])
+def fitted(ladder_fit):
+    """The session's fit of the ladder (tests/conftest.py; test_scaling uses it too)."""
+    return ladder_fit
 
 
 def _candidates(**extra) -> pd.DataFrame:

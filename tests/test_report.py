@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import subprocess
-import warnings
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -24,41 +23,22 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-import bayescale
 from bayescale import report
 from bayescale.compare import compare
 from bayescale.data.schedule import SCHEDULE_COLUMNS
 
 
 @pytest.fixture(scope="module")
-def sim():
-    return bayescale.simulate(
-        n_families=3, sizes=(2e7, 6e7, 2e8, 6e8), n_checkpoints=8, random_seed=3
-    )
+def split(report_split):
+    """``(train, held)``: three families (fam2 a MoE) at four sizes, the largest held out."""
+    return report_split
 
 
 @pytest.fixture(scope="module")
-def split(sim):
-    runs = sim.runs.copy()
-    runs["arch"] = np.where(runs["family"] == "fam2", "moe", "dense")
-    held = runs["params"] == runs["params"].max()
-    return runs[~held].reset_index(drop=True), runs[held].reset_index(drop=True)
-
-
-@pytest.fixture(scope="module")
-def fitted(split):
-    train, _ = split
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", bayescale.SamplingWarning)
-        return bayescale.fit(
-            train,
-            hierarchy=("arch", "family"),
-            draws=250,
-            tune=300,
-            chains=2,
-            random_seed=1,
-            progressbar=False,
-        )
+def fitted(arch_fit_and_warnings):
+    """The arch > family fit of the training part (a session fixture in tests/conftest.py that
+    test_model_options checks too), 2 chains x 250 draws."""
+    return arch_fit_and_warnings[0]
 
 
 @pytest.fixture(scope="module")

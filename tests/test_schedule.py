@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import warnings
 
 import numpy as np
@@ -168,19 +169,37 @@ def test_unscheduled_runs_of_one_length_are_fitted_late_with_a_warning():
     # every run ends at the same tokens (as in the routing study): their mid-run checkpoints
     # are still not final losses, so only the late part is fitted, and the warning says the
     # D-dependence then comes mostly from the priors
-    sim = bayescale.simulate(n_families=1, sizes=(2e7, 6e7, 2e8), n_seeds=1, n_checkpoints=20,
-                             random_seed=2)
-    runs = sim.runs.drop(columns=list(SCHEDULE_COLUMNS)).assign(run_tokens=4e9)
-    runs["tokens"] = np.tile(np.geomspace(2e8, 4e9, 20), 3)
+    runs = _one_length_runs()
     window = bayescale.fit_window(bayescale.validate(runs))
     assert set(window.unscheduled) == set(runs["run"].unique())
     assert window.one_length == list(runs["family"].unique())
     assert window.runs["tokens"].min() >= 0.9 * 4e9 * (1 - 1e-9)
     whole = bayescale.fit_window(bayescale.validate(runs), unscheduled_from=None)
     assert whole.unscheduled == [] and whole.runs["tokens"].min() >= 0.2 * 4e9 * (1 - 1e-9)
+    # the warning fit gives (through warn_if_unscheduled, as the test above checks end to end);
+    # the fit itself: test_unscheduled_runs_of_one_length_warn_once_in_a_fit (slow)
+    fit_module = importlib.import_module("bayescale.fit")  # the module, not bayescale.fit()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        bayescale.fit(runs, draws=30, tune=30, chains=1, progressbar=False)
+        fit_module.warn_if_unscheduled(window, 0.9)
+    messages = [str(w.message) for w in caught if issubclass(w.category, bayescale.ScheduleWarning)]
+    assert len(messages) == 1
+    assert "from 90% of each run" in messages[0] and "all end at one length" in messages[0]
+
+
+def _one_length_runs() -> pd.DataFrame:
+    sim = bayescale.simulate(n_families=1, sizes=(2e7, 6e7, 2e8), n_seeds=1, n_checkpoints=20,
+                             random_seed=2)
+    runs = sim.runs.drop(columns=list(SCHEDULE_COLUMNS)).assign(run_tokens=4e9)
+    runs["tokens"] = np.tile(np.geomspace(2e8, 4e9, 20), 3)
+    return runs
+
+
+@pytest.mark.slow  # a compile; the default suite checks the window and the warning's text above
+def test_unscheduled_runs_of_one_length_warn_once_in_a_fit():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bayescale.fit(_one_length_runs(), draws=30, tune=30, chains=1, progressbar=False)
     messages = [str(w.message) for w in caught if issubclass(w.category, bayescale.ScheduleWarning)]
     assert len(messages) == 1
     assert "from 90% of each run" in messages[0] and "all end at one length" in messages[0]
