@@ -71,12 +71,20 @@ def dataset_to_frame(ds: xr.Dataset) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        The run table with a fresh ``RangeIndex``; ``family`` and ``run`` are strings.
+        The run table with a fresh ``RangeIndex``; ``family`` and ``run`` are strings. In the
+        other text columns an empty string is a missing value (NaN), as it was before saving.
     """
     columns = json.loads(ds.attrs["columns"])
     frame = ds.to_dataframe().reset_index(drop=True)[columns]
     for col in ("family", "run"):
         frame[col] = frame[col].astype(str)
+    for col in frame.columns:
+        # NetCDF writes a missing string as "": read it back as missing, or a run without a
+        # schedule would come back with schedule "" (a schedule to reconstruct)
+        if col not in ("family", "run") and not (
+            pd.api.types.is_numeric_dtype(frame[col]) or pd.api.types.is_bool_dtype(frame[col])
+        ):
+            frame[col] = frame[col].mask(frame[col].astype(str) == "")
     return frame
 
 
