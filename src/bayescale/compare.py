@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayescale.derived import chinchilla_compute_optimal
 from bayescale.intervals import DEFAULT_LEVELS
 from bayescale.models.hierarchical import reference_log_loss
 
@@ -97,13 +98,14 @@ def compute_optimal(
     if np.any(~np.isfinite(compute)) or np.any(compute <= 0):
         raise ValueError("compute must be positive and finite")
     theta = np.asarray(theta, dtype=float)
-    a, b = theta[:, 1:2], theta[:, 3:4]
-    alpha, beta = np.exp(theta[:, 2:3]), np.exp(theta[:, 4:5])
-    # x = log(N/N0); log(D/D0) = c_rel - x on the budget
+    # In units of N0 and D0 the law is E + e^a n^-alpha + e^b d^-beta with 6 n d = C / (N0 D0).
+    opt = chinchilla_compute_optimal(
+        compute[None, :] / (n0 * d0), np.exp(theta[:, 0:1]), np.exp(theta[:, 1:2]),
+        np.exp(theta[:, 2:3]), np.exp(theta[:, 3:4]), np.exp(theta[:, 4:5]),
+    )
+    x_opt = np.log(opt["params"])  # log(N_opt / N0)
     log_c6 = np.log(compute / FLOPS_PER_PARAM_TOKEN)[None, :]
-    c_rel = log_c6 - np.log(n0) - np.log(d0)
-    # d/dx [exp(a - alpha x) + exp(b - beta (c_rel - x))] = 0
-    x_opt = (theta[:, 2:3] - theta[:, 4:5] + a - b + beta * c_rel) / (alpha + beta)
+    c_rel = log_c6 - np.log(n0) - np.log(d0)  # log(D/D0) = c_rel - log(N/N0) on the budget
     # D/N = C / (6 N^2)  =>  log N = (log(C/6) - log(D/N)) / 2
     lo_tpp, hi_tpp = tokens_per_param
     x_lo = 0.5 * (log_c6 - np.log(hi_tpp)) - np.log(n0)
