@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import bayescale
+from bayescale.data.prepare import has_replicates
 from bayescale.models.design import build_design
 
 TRUE_SIGMA_CONFIG = 0.02
@@ -39,6 +40,21 @@ def test_a_config_mixing_sizes_is_refused():
     })
     with pytest.raises(bayescale.DataError, match="mix sizes"):
         build_design(bayescale.validate(runs)).check_configs()
+
+
+def test_replicates_are_configs_of_two_or_more_runs_of_one_size():
+    runs = pd.DataFrame({
+        "family": ["f"] * 3 + ["g"], "run": ["r1", "r2", "r3", "r4"],
+        "params": [1e8, 1e8, 2e8, 1e8], "tokens": 1e9, "loss": 3.0,
+        "config": ["c1", "c1", "c2", "c1"],
+    })
+    assert has_replicates(runs)
+    assert not has_replicates(runs.drop(columns="config"))
+    # "c1" of family g is another config: one run each
+    assert not has_replicates(runs.assign(config=["c1", "c2", "c3", "c1"]))
+    assert not has_replicates(runs.assign(config=None))
+    # a config that mixes sizes cannot have config effects: no replicates then
+    assert not has_replicates(runs.assign(config=["c1", "c1", "c1", "c4"]))
 
 
 def test_config_effects_need_the_normal_likelihood():
@@ -73,9 +89,10 @@ def test_config_and_seed_sds_are_told_apart(config_sim, tmp_path):
         warnings.simplefilter("ignore", bayescale.SamplingWarning)
         # every checkpoint: the simulated curves follow the law from the first one, and the
         # seed sd is identified from the spread of whole runs
-        fit = bayescale.fit(runs, config_effects=True, autocorrelation="none", draws=400,
-                            tune=600, chains=2, random_seed=3, progressbar=False,
-                            fit_from=None)
+        # config effects are on by default: the table has replicates
+        fit = bayescale.fit(runs, autocorrelation="none", draws=400, tune=600, chains=2,
+                            random_seed=3, progressbar=False, fit_from=None)
+    assert fit.options.config_effects
     post = fit.idata.posterior
     lo_c, hi_c = np.quantile(post["sigma_config"].values, [0.05, 0.95])
     lo_s, hi_s = np.quantile(post["sigma_seed"].values, [0.05, 0.95])

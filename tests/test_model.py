@@ -57,7 +57,11 @@ def test_posterior_structure(hier_fit):
     assert {"observed_data", "log_likelihood", "fit_data", "sample_stats"} <= set(
         hier_fit.idata.groups()
     )
-    assert hier_fit.idata.log_likelihood["log_loss"].dims == ("chain", "draw", "run")
+    # two seeds per configuration: config effects are on by default, and the pointwise
+    # log-likelihood is per configuration (leave-one-config-out units)
+    assert hier_fit.options.config_effects
+    assert hier_fit.idata.log_likelihood["log_loss"].dims == ("chain", "draw", "config")
+    assert post["config_effect"].sizes["config"] == 4 * 4 + 1
 
 
 def test_sampler_converged(hier_fit):

@@ -47,19 +47,23 @@ def case(request):
     b = rng.normal(0.0, 0.6, n_runs)
     beta = rng.uniform(0.2, 0.6, n_runs)
     kappa = rng.uniform(0.02, 0.1, n_runs)
+    tilt = rng.normal(0.0, 0.03, n_runs)
     anneal = rng.uniform(0.0, 0.9, obs_run.size)  # the schedule covariate of each checkpoint
+    tilt_cov = rng.uniform(0.0, 1.5, obs_run.size)
     mu = np.logaddexp(c[obs_run], b[obs_run] - beta[obs_run] * log_d) + kappa[obs_run] * anneal
+    mu = mu + tilt[obs_run] * tilt_cov
     y = mu + rng.normal(0, 0.02, obs_run.size)
     return dict(sizes=sizes, obs_run=obs_run, starts=starts, prev=prev, log_d=log_d, gap=gap,
-                c=c, b=b, beta=beta, kappa=kappa, anneal=anneal, y=y)
+                c=c, b=b, beta=beta, kappa=kappa, tilt=tilt, anneal=anneal, tilt_cov=tilt_cov,
+                y=y)
 
 
-def _kernel(case, mode, c=None, b=None, beta=None, kappa=None, rho=0.93):
+def _kernel(case, mode, c=None, b=None, beta=None, kappa=None, tilt=None, rho=0.93):
     expo = ar_exponent(case["gap"], case["prev"], mode if mode != "none" else "order")
     return residual_run_sums(
         case["c"] if c is None else c, case["b"] if b is None else b,
         case["beta"] if beta is None else beta, case["kappa"] if kappa is None else kappa,
-        np.array([rho]), case["y"], case["log_d"], case["anneal"],
+        case["tilt"] if tilt is None else tilt, np.array([rho]), case["y"], case["log_d"], case["anneal"], case["tilt_cov"],
         *exponent_table(expo), case["starts"], mode != "none",
     )
 
@@ -68,7 +72,7 @@ def _kernel(case, mode, c=None, b=None, beta=None, kappa=None, rho=0.93):
 def test_sums_match_numpy_reference(case, mode):
     obs_run = case["obs_run"]
     mu = np.logaddexp(case["c"][obs_run], case["b"][obs_run] - case["beta"][obs_run] * case["log_d"])
-    mu = mu + case["kappa"][obs_run] * case["anneal"]
+    mu = mu + case["kappa"][obs_run] * case["anneal"] + case["tilt"][obs_run] * case["tilt_cov"]
     phi = None if mode == "none" else ar_phi(0.93, case["gap"], case["prev"], mode)
     want = residual_sums(case["y"] - mu, case["sizes"].astype(float),
                      numpy_segment_sum(case["starts"][:-1]), phi, case["prev"], np)
@@ -82,7 +86,7 @@ def test_sums_match_numpy_reference(case, mode):
 def test_jacobian_matches_finite_differences(case, mode):
     _, jac = _kernel(case, mode)
     h = 1e-6
-    for j, name in enumerate(("c", "b", "beta", "kappa")):
+    for j, name in enumerate(("c", "b", "beta", "kappa", "tilt")):
         for r in range(len(case["sizes"])):
             up, down = case[name].copy(), case[name].copy()
             up[r] += h
@@ -90,9 +94,9 @@ def test_jacobian_matches_finite_differences(case, mode):
             fd = (_kernel(case, mode, **{name: up})[0][r] - _kernel(case, mode, **{name: down})[0][r])
             np.testing.assert_allclose(jac[r, :, j], fd / (2 * h), rtol=1e-6, atol=1e-7)
     fd_rho = (_kernel(case, mode, rho=0.93 + h)[0] - _kernel(case, mode, rho=0.93 - h)[0]) / (2 * h)
-    np.testing.assert_allclose(jac[:, :, 4], fd_rho, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(jac[:, :, 5], fd_rho, rtol=1e-6, atol=1e-7)
     if mode == "none":
-        assert np.all(jac[:, :, 4] == 0)
+        assert np.all(jac[:, :, 5] == 0)
 
 
 def test_rho_near_one_keeps_precision(case):
@@ -111,13 +115,16 @@ def test_op_gradient_through_pytensor(case, mode):
     """The Op's gradient (Jacobian contraction) equals finite differences of a scalar cost."""
     weights = np.random.default_rng(1).normal(size=(len(case["sizes"]), 4))
     expo = ar_exponent(case["gap"], case["prev"], "log_tokens")
-    c, b, beta, kappa, rho = (pt.vector(k) for k in ("c", "b", "beta", "kappa", "rho"))
-    sums, _ = ResidualRunSums(True)(c, b, beta, kappa, rho, case["y"], case["log_d"],
-                                    case["anneal"], *exponent_table(expo), case["starts"])
+    c, b, beta, kappa, tilt, rho = (
+        pt.vector(k) for k in ("c", "b", "beta", "kappa", "tilt", "rho")
+    )
+    sums, _ = ResidualRunSums(True)(c, b, beta, kappa, tilt, rho, case["y"], case["log_d"],
+                                    case["anneal"], case["tilt_cov"], *exponent_table(expo),
+                                    case["starts"])
     cost = (sums * weights).sum()
-    inputs = [c, b, beta, kappa, rho]
+    inputs = [c, b, beta, kappa, tilt, rho]
     f = pytensor.function(inputs, [cost, *pt.grad(cost, inputs)], mode=mode)
-    args = [case["c"], case["b"], case["beta"], case["kappa"], np.array([0.9])]
+    args = [case["c"], case["b"], case["beta"], case["kappa"], case["tilt"], np.array([0.9])]
     _, *grads = f(*args)
     h = 1e-6
     for j, arg in enumerate(args):
@@ -132,8 +139,9 @@ def test_op_gradient_through_pytensor(case, mode):
 def test_second_derivatives_refused(case):
     expo = ar_exponent(case["gap"], case["prev"], "order")
     c = pt.vector("c")
-    _, jac = ResidualRunSums(True)(c, c, c, c, pt.ones(1) * 0.5, case["y"], case["log_d"],
-                                    case["anneal"], *exponent_table(expo), case["starts"])
+    _, jac = ResidualRunSums(True)(c, c, c, c, c, pt.ones(1) * 0.5, case["y"], case["log_d"],
+                                    case["anneal"], case["tilt_cov"], *exponent_table(expo),
+                                    case["starts"])
     with pytest.raises(NotImplementedError, match="first derivatives"):
         pt.grad(jac.sum(), c)
 
@@ -179,8 +187,9 @@ def test_exponent_table_keeps_tiny_exponents_positive():
     np.testing.assert_allclose(values, [1e-13, 0.3, 1.0], rtol=1e-12, atol=0)
     np.testing.assert_array_equal(index, [2, 0, 2, 1, 1])
     sums, jac = residual_run_sums(
-        np.array([0.5]), np.array([0.0]), np.array([0.3]), np.array([0.0]), np.array([0.9]),
-        np.array([1.0, 1.0, 1.0]), np.array([0.0, 1e-13, 0.2]), np.zeros(3),
+        np.array([0.5]), np.array([0.0]), np.array([0.3]), np.array([0.0]), np.array([0.0]),
+        np.array([0.9]), np.array([1.0, 1.0, 1.0]), np.array([0.0, 1e-13, 0.2]), np.zeros(3),
+        np.zeros(3),
         *exponent_table(np.array([1.0, 1e-13, 1.0])), np.array([0, 3]), True,
     )
     assert np.all(np.isfinite(sums)) and np.all(np.isfinite(jac))

@@ -78,7 +78,7 @@ def test_logged_lr_gives_the_same_features_as_the_reconstruction():
 def test_law_reduces_to_chinchilla_at_the_end_of_the_schedule(shape):
     spec = {"schedule": shape, "warmup_tokens": 0.01 * T, "final_lr_fraction": 0.1,
             "schedule_tokens": T, "decay_tokens": 0.2 * T}
-    d_eff, excess = point_schedule(np.full(3, 1e8), np.array([0.3 * T, 0.6 * T, T]), spec)
+    d_eff, excess, _ = point_schedule(np.full(3, 1e8), np.array([0.3 * T, 0.6 * T, T]), spec)
     assert d_eff[-1] == pytest.approx(T) and excess[-1] == pytest.approx(0.0, abs=1e-12)
     if shape in ("cosine", "linear", "wsd"):
         # mid-run: more forward area than the tokens imply, and an LR not yet annealed
@@ -101,13 +101,16 @@ def test_predict_at_the_end_of_a_run_equals_the_plain_law():
     np.testing.assert_allclose(end["median"].values, plain["median"].values, rtol=1e-9)
     mid = fit.predict(2e9, 1e10, family="fam0", schedule=spec)
     plain_mid = fit.predict(2e9, 1e10, family="fam0")
-    # mid-run: the law with D_eff and kappa's excess, computed by hand for every draw
+    # mid-run: the law with D_eff, kappa's excess and the tilt, computed by hand for every draw
     theta = fit.posterior_draws("theta")[:, 0, :]
     kappa = fit.posterior_draws("kappa")[:, 0]
-    d_eff, excess = point_schedule(np.array([2e9]), np.array([1e10]), spec)
+    tilt = fit.posterior_draws("tilt")
+    d_eff, excess, tilt_cov = point_schedule(np.array([2e9]), np.array([1e10]), spec)
+    assert tilt_cov[0] == pytest.approx(20 * 2e9 / 4e10 * np.log(4e10 / d_eff[0]), rel=1e-12)
     by_hand = np.exp(chinchilla_log_loss_ref(
         np.log(2e9 / fit.n0), np.log(d_eff[0] / fit.d0), theta[:, 0], theta[:, 1],
-        np.exp(theta[:, 2]), theta[:, 3], np.exp(theta[:, 4])) + kappa * excess[0])
+        np.exp(theta[:, 2]), theta[:, 3], np.exp(theta[:, 4])) + kappa * excess[0]
+        + tilt * tilt_cov[0])
     assert mid["median"].values[0] == pytest.approx(float(np.median(by_hand)), rel=1e-9)
     assert mid["median"].values[0] != pytest.approx(plain_mid["median"].values[0], rel=1e-4)
 
@@ -128,6 +131,27 @@ def test_design_uses_effective_tokens_and_zero_excess_at_run_ends():
     assert not constant.has_schedule
 
 
+def test_tilt_covariate_vanishes_at_run_ends_and_without_an_anneal():
+    """v = (20 N / T) log(T / D_eff) on annealing runs; 0 at each run's end, on a constant
+    schedule and on runs without a schedule."""
+    runs = pd.DataFrame({"run": ["a"] * 3 + ["c"] * 3 + ["u"] * 3, "family": "f",
+                         "params": 1e8, "tokens": [1e9, 2e9, 4e9] * 3, "loss": 3.0,
+                         "schedule": ["cosine"] * 3 + ["constant"] * 3 + [None] * 3,
+                         "warmup_tokens": [1e7] * 3 + [0.0] * 3 + [np.nan] * 3,
+                         "final_lr_fraction": [0.1] * 3 + [1.0] * 3 + [np.nan] * 3,
+                         "schedule_tokens": [4e9] * 6 + [np.nan] * 3})
+    d_eff, _, tilt, _ = schedule_covariates(runs)
+    want = 20 * 1e8 / 4e9 * np.log(4e9 / d_eff[:3])
+    np.testing.assert_allclose(tilt[:3], want, rtol=1e-12)
+    assert tilt[0] > tilt[1] > 0
+    assert tilt[2] == pytest.approx(0.0, abs=1e-12)
+    np.testing.assert_allclose(tilt[3:], 0.0, atol=0)
+    # at a run's end every correction vanishes, so a design of final losses has no tilt
+    ends = bayescale.simulate(n_families=1, sizes=(2e7, 2e8), n_checkpoints=2, first_fraction=0.999,
+                              schedule="cosine", random_seed=0).runs
+    assert not build_design(bayescale.validate(ends)).has_tilt
+
+
 def test_runs_without_schedule_get_the_plain_law():
     runs = pd.DataFrame({"run": ["a"] * 3 + ["b"] * 3, "family": "f", "params": 1e8,
                          "tokens": [1e9, 2e9, 4e9] * 2, "loss": 3.0,
@@ -135,7 +159,7 @@ def test_runs_without_schedule_get_the_plain_law():
                          "warmup_tokens": [1e7] * 3 + [np.nan] * 3,
                          "final_lr_fraction": [0.1] * 3 + [np.nan] * 3,
                          "schedule_tokens": [4e9] * 3 + [np.nan] * 3})
-    d_eff, excess, scheduled = schedule_covariates(runs)
+    d_eff, excess, _, scheduled = schedule_covariates(runs)
     np.testing.assert_array_equal(scheduled, [True] * 3 + [False] * 3)
     np.testing.assert_allclose(d_eff[3:], [1e9, 2e9, 4e9])
     np.testing.assert_allclose(excess[3:], 0.0)
@@ -229,16 +253,19 @@ def test_schedule_features_follow_table_order_within_runs():
 @pytest.mark.slow
 @pytest.mark.parametrize("shape", ["cosine", "wsd"])
 def test_schedule_law_parameters_are_recovered(shape):
-    """Data simulated under a cosine or WSD schedule: kappa, beta and the final losses are
-    recovered inside their 90% intervals."""
+    """Data simulated under a cosine or WSD schedule: kappa, the within-run tilt, beta and the
+    final losses are recovered inside their 90% intervals."""
     sim = bayescale.simulate(n_families=2, sizes=(2e7, 6e7, 2e8, 6e8), n_seeds=1,
                              n_checkpoints=25, schedule=shape, budgets=(0.5, 1.0, 2.0),
-                             kappa=0.06, sigma_seed=0.003, sigma_obs=0.003, random_seed=11)
+                             kappa=0.06, tilt=0.03, sigma_seed=0.003, sigma_obs=0.003,
+                             random_seed=11)
     fit = bayescale.fit(sim.runs, draws=500, tune=500, chains=2, progressbar=False,
                         random_seed=0)
     kappa = fit.posterior_draws("kappa")
     lo, hi = np.quantile(kappa, [0.05, 0.95], axis=0)
     assert np.all((lo <= 0.06) & (0.06 <= hi)), (lo, hi)
+    tilt = fit.posterior_draws("tilt")
+    assert np.quantile(tilt, 0.05) <= 0.03 <= np.quantile(tilt, 0.95)
     for f, fam in enumerate(fit.families):
         beta = fit.posterior_draws("beta")[:, f]
         assert np.quantile(beta, 0.05) <= sim.families.loc[fam, "beta"] <= np.quantile(beta, 0.95)

@@ -19,6 +19,7 @@ from bayescale.data.prepare import (
     DEFAULT_UNSCHEDULED_FROM,
     FitWindow,
     fit_window,
+    has_replicates,
 )
 from bayescale.data.validate import validate
 from bayescale.derived import broadcast_inputs, chinchilla_compute_optimal, quantity_dataset
@@ -73,7 +74,7 @@ def fit(
     seed_by_size: bool = False,
     correlated_families: bool = False,
     family_parameterization: str = "local",
-    config_effects: bool = False,
+    config_effects: bool | None = None,
     shared: Sequence[str] = (),
     priors: Mapping[str, Mapping[str, float]] | None = None,
     sampler: Sampler = "nutpie",
@@ -109,6 +110,11 @@ def fit(
 config_effects, shared
         Modelling options, see :class:`bayescale.models.ModelOptions`. ``autocorrelation``
         defaults to ``"log_tokens"`` with the normal likelihood and ``"none"`` with Student-t.
+        ``config_effects`` defaults to on when the table has replicates (a ``config`` shared
+        by two or more runs of one size, :func:`bayescale.data.prepare.has_replicates`) and
+        the likelihood is normal: the seed sd is then learnt from the replicates, and how far
+        each configuration's runs sit from the law is a configuration offset, whose spread
+        widens the bands of a new configuration.
         ``shared=("b", "log_beta")`` gives every family the same data term ``B/D^beta``: for
         runs that all end at one token budget.
     priors
@@ -197,6 +203,8 @@ config_effects, shared
     )
     if autocorrelation is None:  # AR(1) needs the Gaussian likelihood
         autocorrelation = "log_tokens" if likelihood == "normal" else "none"
+    if config_effects is None:
+        config_effects = likelihood == "normal" and has_replicates(runs)
     options = ModelOptions(
         hierarchy=tuple(hierarchy),
         likelihood=likelihood,  # type: ignore[arg-type]
@@ -223,7 +231,7 @@ _NOT_KAPLAN: dict[str, tuple[Any, ...]] = {
     "seed_by_size": (False,),
     "correlated_families": (False,),
     "family_parameterization": ("local",),
-    "config_effects": (False,),
+    "config_effects": (None, False),
     "shared": ((),),
     "d0": (None,),
     "fit_from": (DEFAULT_FIT_FROM, None),  # the Kaplan fit takes every checkpoint
@@ -473,9 +481,9 @@ class ScalingLawFit(FitBase[Design]):
     _CHECKED_VARS = (
         "mu_theta", "tau_theta", "theta", "sigma_seed", "sigma_obs", "sigma_config",
         "ar_rho", "nu", "seed_size_slope", "tau_arch", "theta_arch", "log_kappa_pop",
-        "kappa_sd", "kappa", "tau_theta_free", "tau_arch_free",
+        "kappa_sd", "kappa", "tilt", "tau_theta_free", "tau_arch_free",
     )
-    _SUMMARY_OPTIONAL = ("kappa", "sigma_config", "seed_size_slope", "ar_rho", "nu")
+    _SUMMARY_OPTIONAL = ("kappa", "tilt", "sigma_config", "seed_size_slope", "ar_rho", "nu")
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -532,10 +540,14 @@ class ScalingLawFit(FitBase[Design]):
         kappa_run = self._kappa_draws()
         if kappa_run is not None:
             kappa_run = kappa_run[:, design.run_family]
+        tilt = self.tilt_draws() if design.has_tilt else None
         for lo in range(0, theta.shape[0], chunk):
             sl = slice(lo, lo + chunk)
             k_sl = None if kappa_run is None else kappa_run[sl]
-            resid = design.log_loss - log_mean_curve(theta[sl], design, math=np, kappa_run=k_sl)
+            t_sl = None if tilt is None else tilt[sl]
+            resid = design.log_loss - log_mean_curve(
+                theta[sl], design, math=np, kappa_run=k_sl, tilt=t_sl
+            )
             phi = None if phi_all is None else phi_all[sl]
             if nested:
                 tau_c = self.posterior_draws("sigma_config")[sl, None]
@@ -716,13 +728,14 @@ class ScalingLawFit(FitBase[Design]):
         if config is not None:
             first_run = np.flatnonzero(self.design.run_config == config_offset[1])[0]
             family = self.families[self.design.run_family[first_run]]
-        d_eff, excess = point_schedule(n, d, schedule)
+        d_eff, excess, tilt_cov = point_schedule(n, d, schedule)
         theta = self._theta_draws(family, arch, rng)
         log_n, log_d = np.log(n / self.n0), np.log(d_eff / self.d0)
         log_mu = reference_log_loss(theta, log_n, log_d)
         if np.any(excess != 0):
             kappa = self._kappa_family_draws(family, arch, rng)
             log_mu = log_mu + kappa[:, None] * excess
+        log_mu = log_mu + self.tilt_draws()[:, None] * tilt_cov
         out = {}
         if run is not None:
             offset = self.posterior_draws("run_effect")[:, run_index][:, None]
@@ -748,6 +761,16 @@ class ScalingLawFit(FitBase[Design]):
             out["observed"] = np.exp(base + noise)
         coords = {"params": ("point", n), "tokens": ("point", d)}
         return xr.Dataset({k: (("sample", "point"), v) for k, v in out.items()}, coords=coords)
+
+    def tilt_draws(self) -> np.ndarray:
+        """Draws of the within-run tilt (sample,); zeros for a fit whose runs had none.
+
+        See :mod:`bayescale.laws.schedule`: it shapes checkpoints before a run's schedule ends
+        and is zero at the end, so it never moves a prediction of a final loss.
+        """
+        if "tilt" in self.idata.posterior:
+            return self.posterior_draws("tilt")
+        return np.zeros(self.posterior_draws("sigma_obs").shape)
 
     def _kappa_family_draws(
         self, family: str | None, arch: str | None, rng: np.random.Generator

@@ -53,7 +53,10 @@ Approximations (also in :func:`next_runs`):
 * a candidate without a schedule is simulated, as :func:`bayescale.fit` would fit it, only
   from ``unscheduled_from`` of its run on, under the law of final losses; a scheduled
   candidate's checkpoints before its anneal need a schedule-aware fit (otherwise only its
-  checkpoints after the anneal are used, with a :class:`bayescale.ScheduleWarning`).
+  checkpoints after the anneal are used, with a :class:`bayescale.ScheduleWarning`);
+* the within-run tilt of the schedule-aware law (:mod:`bayescale.laws.schedule`) is left out of
+  the simulated checkpoints and of their weights alike: it is zero at each run's end, where a
+  candidate's information about the law of final losses lies.
 """
 
 from __future__ import annotations
@@ -452,7 +455,7 @@ def _units(fit: ScalingLawFit, post: _Posterior, cand: pd.DataFrame, n_checkpoin
             sched["schedule_tokens"] = length
             if "batch_size" in row and pd.notna(row.get("batch_size")):
                 sched["batch_size"] = row["batch_size"]
-            d_eff, excess = point_schedule(np.full(ckpt.size, row["params"]), ckpt, sched)
+            d_eff, excess, _ = point_schedule(np.full(ckpt.size, row["params"]), ckpt, sched)
         else:
             d_eff, excess = ckpt.copy(), np.zeros(ckpt.size)
         excess = np.where(np.abs(excess) > _MIN_ANNEAL, excess, 0.0)
@@ -747,7 +750,7 @@ def _build_target(fit: ScalingLawFit, post: _Posterior, frame: pd.DataFrame, sch
         schedule = frame[sched_cols].copy()
         schedule["run"] = frame["run"] if "run" in frame else [f"(target {i})"
                                                                for i in range(len(frame))]
-    d_eff, excess = point_schedule(n, d, schedule)
+    d_eff, excess, _ = point_schedule(n, d, schedule)
     mu = np.empty((post.m, len(frame)))
     for fam_name, idx in frame.groupby("family").indices.items():
         arch = frame["arch"].iloc[idx[0]] if "arch" in frame else None
@@ -1235,7 +1238,7 @@ def reweighted_band(
         sched_cols = [c for c in (*SCHEDULE_COLUMNS, "batch_size") if c in rows.columns]
         if "schedule" in rows and pd.notna(first.get("schedule")):
             sched = rows[sched_cols].assign(run=str(run))
-            d_eff, excess = point_schedule(np.full(ckpt.size, first["params"]), ckpt, sched)
+            d_eff, excess, _ = point_schedule(np.full(ckpt.size, first["params"]), ckpt, sched)
         else:
             d_eff, excess = ckpt.copy(), np.zeros(ckpt.size)
         excess = np.where(np.abs(excess) > _MIN_ANNEAL, excess, 0.0)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bayescale.data.prepare import has_replicates
 from bayescale.data.validate import validate
 from bayescale.fit import ScalingLawFit, fit_meta
 from bayescale.inference import SamplerSettings, compile_nutpie, sample_compiled_nutpie
@@ -97,11 +98,13 @@ class RefitModel:
 
         if autocorrelation is None:
             autocorrelation = "log_tokens" if likelihood == "normal" else "none"
+        data = validate(template)
         self.options = ModelOptions(
             likelihood=likelihood,  # type: ignore[arg-type]
             autocorrelation=autocorrelation,  # type: ignore[arg-type]
+            # as bayescale.fit decides it by default
+            config_effects=likelihood == "normal" and has_replicates(data),
         )
-        data = validate(template)
         self.design = build_design(data, n0=n0, d0=d0)
         self.priors = resolve_priors(self.design.n0, self.design.d0, priors)
         self.settings = SamplerSettings(draws=draws, tune=tune, chains=chains,

@@ -85,6 +85,7 @@ def simulate(
     schedule: str = "constant",
     budgets: Sequence[float] = (1.0,),
     kappa: float = 0.05,
+    tilt: float = 0.0,
     final_lr_fraction: float = 0.1,
     warmup_fraction: float = 0.01,
     decay_fraction: float = 0.2,
@@ -129,9 +130,9 @@ def simulate(
     budgets
         Run lengths per size as multiples of ``tokens_per_param x N`` (one run per budget and
         seed), as in a ladder of token budgets.
-    kappa, final_lr_fraction, warmup_fraction, decay_fraction
-        The schedule law's excess scale, the LR floor, the warm-up as a fraction of each run
-        and (``wsd``) the final decay's share of the run.
+    kappa, tilt, final_lr_fraction, warmup_fraction, decay_fraction
+        The schedule law's excess scale and within-run tilt, the LR floor, the warm-up as a
+        fraction of each run and (``wsd``) the final decay's share of the run.
     random_seed
         Seed or generator; the same seed gives the same table.
 
@@ -176,11 +177,11 @@ def simulate(
                 "final_lr_fraction": final_lr_fraction, "schedule_tokens": d_final,
                 "decay_tokens": decay_fraction * d_final if schedule == "wsd" else np.nan,
             }
-            d_eff, excess = point_schedule(np.full(tokens.size, n), tokens, sched_cols)
+            d_eff, excess, tilt_cov = point_schedule(np.full(tokens.size, n), tokens, sched_cols)
             log_mu = chinchilla_log_loss_ref(
                 np.log(n / SIM_N0), np.log(d_eff / SIM_D0), theta["log_E"], theta["a"],
                 alpha, theta["b"], beta,
-            ) + kappa * excess
+            ) + kappa * excess + tilt * tilt_cov
             if warmup_checkpoints:
                 excess = np.zeros_like(tokens)
                 excess[:warmup_checkpoints] = warmup_excess * np.linspace(

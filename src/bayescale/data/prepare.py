@@ -202,6 +202,30 @@ def fit_window(
     )
 
 
+def has_replicates(runs: pd.DataFrame) -> bool:
+    """Whether the run table has replicate runs: a ``config`` shared by two or more runs.
+
+    Every config that is given must hold runs of one model size (as config effects need);
+    otherwise the answer is ``False``.
+
+    Parameters
+    ----------
+    runs
+        Run table with ``family``, ``run``, ``params`` and optionally ``config``.
+
+    Returns
+    -------
+    bool
+    """
+    if "config" not in runs.columns:
+        return False
+    given = runs[pd.notna(runs["config"])]
+    if given.empty:
+        return False
+    groups = given.groupby([given["family"].astype(str), given["config"].astype(str)])
+    return bool((groups["run"].nunique() >= 2).any() and (groups["params"].nunique() <= 1).all())
+
+
 def thin_log_spaced(runs: pd.DataFrame, max_points: int = 40) -> pd.DataFrame:
     """Keep at most ``max_points`` checkpoints per run, roughly evenly spaced in log tokens.
 

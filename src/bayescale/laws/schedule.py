@@ -40,6 +40,29 @@ schedule" is the Chinchilla form at ``D``. A constant schedule without warm-up g
 
 The approximation: runs with different schedule *shapes* that end at the same ``T`` are given
 the same final loss (Hägele et al. 2024 find a constant LR with a cooldown matches cosine).
+
+Within-run tilt
+---------------
+Fitted to whole runs, the two corrections above leave a misfit that depends on how long a run is
+for its model size: on the OLMo ladder (cosine to 10%, runs of 0.5 to 10 times 20 tokens per
+parameter), free per-run slopes of the residual in :math:`\log(T/D_\mathrm{eff})` fall from
+about +0.05 at 10 tokens per parameter to about 0 at 200, nearly the same at every model size.
+Left in, that misfit is read as data scaling: the checkpoints pull ``beta`` to twice what the
+runs' final losses say, and the law fitted to checkpoints extrapolates worse than one fitted to
+final losses. The law therefore carries one more term, a tilt of each run's curve that vanishes
+at its schedule's end:
+
+.. math::
+
+   \log L(t) \mathrel{+}= \lambda\,v, \qquad
+   v = \frac{20\,N}{T}\,\log\frac{T}{D_\mathrm{eff}(t)},
+
+with one coefficient :math:`\lambda` for the fit (:func:`tilt_covariate`; 20 tokens per
+parameter makes :math:`\lambda` the slope of a Chinchilla-length run). Like the other two
+terms it is zero at ``t = T``, so the law of final losses is untouched; it only stops the shape
+of runs from standing in for the scaling of their ends. Runs without a schedule, and runs whose
+LR never anneals (a constant schedule: every checkpoint is then a final loss), get
+:math:`v = 0`.
 """
 
 from __future__ import annotations
@@ -72,6 +95,31 @@ def effective_tokens(area: Any, area_end: Any, schedule_end: Any) -> Any:
     )
 
 
+#: Tokens per parameter at which the tilt covariate's run-length factor ``20 N / T`` is 1.
+TILT_TOKENS_PER_PARAM = 20.0
+
+
+def tilt_covariate(params: Any, d_eff: Any, schedule_end: Any) -> Any:
+    """The within-run tilt covariate ``v = (20 N / T) log(T / D_eff)``: 0 at the schedule's end.
+
+    Parameters
+    ----------
+    params
+        Model size ``N`` of each checkpoint's run.
+    d_eff
+        Effective tokens (:func:`effective_tokens`).
+    schedule_end
+        Where the run's schedule ends (``T``, tokens).
+
+    Returns
+    -------
+    array-like
+    """
+    end = np.asarray(schedule_end, dtype=float)
+    ratio = TILT_TOKENS_PER_PARAM * np.asarray(params, dtype=float) / end
+    return ratio * np.log(end / np.asarray(d_eff, dtype=float))
+
+
 def anneal_excess(anneal: Any, anneal_end: Any) -> Any:
     """The covariate ``s = g(t) - g(T)`` multiplying ``kappa``: 0 at the schedule's end."""
     return np.asarray(anneal, dtype=float) - np.asarray(anneal_end, dtype=float)
@@ -79,11 +127,12 @@ def anneal_excess(anneal: Any, anneal_end: Any) -> Any:
 
 def schedule_covariates(
     runs: Any, lag_steps: float | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-row ``(D_eff, s, scheduled)`` of a run table sorted by run and tokens.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-row ``(D_eff, s, v, scheduled)`` of a run table sorted by run and tokens.
 
-    Rows of runs without a schedule (no ``lr`` and no ``schedule``) get ``D_eff = tokens`` and
-    ``s = 0``, i.e. the plain law; ``scheduled`` says which rows have one.
+    ``v`` is the tilt covariate (:func:`tilt_covariate`). Rows of runs without a schedule (no
+    ``lr`` and no ``schedule``) get ``D_eff = tokens`` and ``s = v = 0``, i.e. the plain law;
+    ``scheduled`` says which rows have one.
 
     Parameters
     ----------
@@ -96,14 +145,14 @@ def schedule_covariates(
 
     Returns
     -------
-    (numpy.ndarray, numpy.ndarray, numpy.ndarray)
+    (numpy.ndarray, numpy.ndarray, numpy.ndarray, numpy.ndarray)
     """
     import pandas as pd
 
     from bayescale.data.schedule import DEFAULT_LAG_STEPS, schedule_features
 
     tokens = runs["tokens"].to_numpy(dtype=float)
-    d_eff, excess = tokens.copy(), np.zeros(len(runs))
+    d_eff, excess, tilt = tokens.copy(), np.zeros(len(runs)), np.zeros(len(runs))
     scheduled = np.zeros(len(runs), dtype=bool)
     if "schedule" in runs.columns:
         scheduled |= pd.notna(runs["schedule"]).to_numpy()
@@ -111,18 +160,23 @@ def schedule_covariates(
         # a logged LR describes a run only where every one of its checkpoints has one
         scheduled |= pd.notna(runs["lr"]).groupby(runs["run"]).transform("all").to_numpy()
     if not scheduled.any():
-        return d_eff, excess, scheduled
+        return d_eff, excess, tilt, scheduled
     rows = runs.loc[scheduled]
     feats = schedule_features(rows, DEFAULT_LAG_STEPS if lag_steps is None else lag_steps)
     d_eff[scheduled] = effective_tokens(feats.area, feats.area_end, feats.schedule_end)
     excess[scheduled] = anneal_excess(feats.anneal, feats.anneal_end)
-    return d_eff, excess, scheduled
+    v = tilt_covariate(rows["params"].to_numpy(dtype=float), d_eff[scheduled], feats.schedule_end)
+    # a run whose LR never anneals (a constant schedule) keeps the plain law at every checkpoint
+    anneals = pd.Series(np.abs(excess[scheduled]) > 1e-9).groupby(
+        rows["run"].to_numpy()).transform("any").to_numpy()
+    tilt[scheduled] = np.where(anneals, v, 0.0)
+    return d_eff, excess, tilt, scheduled
 
 
 def point_schedule(
     params: np.ndarray, tokens: np.ndarray, schedule: Any = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(D_eff, s)`` at prediction points under a target run's schedule.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(D_eff, s, v)`` at prediction points under a target run's schedule.
 
     Parameters
     ----------
@@ -136,13 +190,13 @@ def point_schedule(
 
     Returns
     -------
-    (numpy.ndarray, numpy.ndarray)
+    (numpy.ndarray, numpy.ndarray, numpy.ndarray)
     """
     import pandas as pd
 
     tokens = np.asarray(tokens, dtype=float)
     if schedule is None:
-        return tokens.copy(), np.zeros_like(tokens)
+        return tokens.copy(), np.zeros_like(tokens), np.zeros_like(tokens)
     if isinstance(schedule, pd.DataFrame):
         if len(schedule) != tokens.size:
             raise ValueError(
@@ -158,7 +212,7 @@ def point_schedule(
     frame["params"] = np.asarray(params, dtype=float)
     # features are computed per run in token order, then put back in the points' order
     order = np.lexsort((frame["tokens"].to_numpy(), frame["run"].astype(str).to_numpy()))
-    d_eff, excess, _ = schedule_covariates(frame.iloc[order].reset_index(drop=True))
-    out_d, out_s = np.empty_like(tokens), np.empty_like(tokens)
-    out_d[order], out_s[order] = d_eff, excess
-    return out_d, out_s
+    d_eff, excess, tilt, _ = schedule_covariates(frame.iloc[order].reset_index(drop=True))
+    out_d, out_s, out_v = np.empty_like(tokens), np.empty_like(tokens), np.empty_like(tokens)
+    out_d[order], out_s[order], out_v[order] = d_eff, excess, tilt
+    return out_d, out_s, out_v

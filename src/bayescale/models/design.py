@@ -48,6 +48,9 @@ class Design:
     obs_anneal
         The schedule covariate ``s = g(t) - g(T)`` per observation (0 at the end of a run's
         schedule and for runs without a schedule).
+    obs_tilt
+        The within-run tilt covariate ``v`` per observation (0 at the end of a run's schedule
+        and for runs without a schedule; :func:`bayescale.laws.schedule.tilt_covariate`).
     configs
         Configuration labels (the ``config`` column; a run without one is its own config).
         A label used in two families is prefixed ``family/``.
@@ -72,10 +75,12 @@ class Design:
     configs: np.ndarray = field(default_factory=lambda: np.array([], dtype=str))
     run_config: np.ndarray = field(default_factory=lambda: np.array([], dtype=int))
     obs_anneal: np.ndarray | None = field(default=None, repr=False)
+    obs_tilt: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        if self.obs_anneal is None:
-            object.__setattr__(self, "obs_anneal", np.zeros(self.log_loss.size))
+        for name in ("obs_anneal", "obs_tilt"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, np.zeros(self.log_loss.size))
 
     @property
     def has_schedule(self) -> bool:
@@ -83,6 +88,12 @@ class Design:
         schedule's excess ``kappa s`` enters the model (constant schedules and final losses
         need no ``kappa``)."""
         return bool(np.any(np.abs(self.obs_anneal) > _MIN_ANNEAL))
+
+    @property
+    def has_tilt(self) -> bool:
+        """Whether checkpoints well before their run's schedule end, so that the within-run
+        tilt enters the model (final losses and runs without a schedule have none)."""
+        return bool(np.any(np.abs(self.obs_tilt) > _MIN_ANNEAL))
 
     @property
     def obs_family(self) -> np.ndarray:
@@ -192,7 +203,7 @@ def build_design(
     tokens = runs["tokens"].to_numpy(dtype=float)
     n0 = float(np.exp(np.mean(np.log(run_params)))) if n0 is None else float(n0)
     d0 = float(np.exp(np.mean(np.log(tokens)))) if d0 is None else float(d0)
-    d_eff, anneal, _ = schedule_covariates(runs, lag_steps)
+    d_eff, anneal, tilt, _ = schedule_covariates(runs, lag_steps)
     obs_log_d = np.log(d_eff / d0)
 
     obs_prev = np.arange(len(runs)) - 1
@@ -220,6 +231,7 @@ def build_design(
         configs=configs,
         run_config=run_config,
         obs_anneal=anneal,
+        obs_tilt=tilt,
     )
 
 

@@ -245,6 +245,11 @@ def build_model(
         kappa_run = None
         if design.has_schedule:
             kappa_run = schedule_kappa(design, priors)[design.run_family]
+        tilt = None
+        if design.has_tilt:
+            # one coefficient for the fit: the misfit it takes up depends on the run's length
+            # for its model size, not on the family (see bayescale.laws.schedule)
+            tilt = pm.Normal("tilt", mu=priors["tilt"]["mu"], sigma=priors["tilt"]["sigma"])
 
         sigma_seed = _free_variable(
             "sigma_seed", pm.HalfNormal, {"sigma": priors["sigma_seed"]["sigma"]}, "log", scales
@@ -264,10 +269,11 @@ def build_model(
 
         if options.likelihood == "normal":
             _normal_marginal(
-                design, options, priors, theta, sigma_obs, tau_run, portable, scales, kappa_run
+                design, options, priors, theta, sigma_obs, tau_run, portable, scales, kappa_run,
+                tilt,
             )
         else:
-            log_mu = log_mean_curve(theta, design, kappa_run=kappa_run)
+            log_mu = log_mean_curve(theta, design, kappa_run=kappa_run, tilt=tilt)
             nu = pm.Gamma("nu", alpha=priors["nu"]["alpha"], beta=priors["nu"]["beta"])
             run_effect = pm.Normal("run_effect", 0.0, tau_run, dims="run")
             pm.StudentT(
@@ -459,11 +465,12 @@ def run_curve_terms(theta, design: Design, math=pt):
     return asym, th_run[..., 3], math.exp(th_run[..., 4])
 
 
-def log_mean_curve(theta, design: Design, math=pt, kappa_run=None):
+def log_mean_curve(theta, design: Design, math=pt, kappa_run=None, tilt=None):
     """log mu per checkpoint for family parameters ``theta[..., family, 5]``.
 
     Works on a PyTensor matrix (family x 5) or a numpy array of draws (..., family x 5).
-    ``kappa_run[..., run]`` adds the learning-rate schedule's excess ``kappa s`` (see
+    ``kappa_run[..., run]`` adds the learning-rate schedule's excess ``kappa s`` and ``tilt``
+    (a scalar, or draws ``(...)``) the within-run tilt ``tilt v`` (see
     :mod:`bayescale.laws.schedule`); ``design.obs_log_d`` already holds the effective tokens.
     """
     asym, b_run, beta_run = run_curve_terms(theta, design, math)
@@ -471,13 +478,16 @@ def log_mean_curve(theta, design: Design, math=pt, kappa_run=None):
     log_mu = math.logaddexp(
         asym[..., obs], b_run[..., obs] - beta_run[..., obs] * design.obs_log_d
     )
-    if kappa_run is None:
-        return log_mu
-    return log_mu + kappa_run[..., obs] * design.obs_anneal
+    if kappa_run is not None:
+        log_mu = log_mu + kappa_run[..., obs] * design.obs_anneal
+    if tilt is not None:
+        log_mu = log_mu + (tilt[..., None] if tilt.ndim else tilt) * design.obs_tilt
+    return log_mu
 
 
 def _normal_marginal(
-    design, options, priors, theta, sigma_obs, tau_run, portable, scales, kappa_run=None
+    design, options, priors, theta, sigma_obs, tau_run, portable, scales, kappa_run=None,
+    tilt=None,
 ) -> None:
     rho = None
     if options.autocorrelation != "none":
@@ -489,9 +499,9 @@ def _normal_marginal(
             scales,
         )
     if portable:
-        sums = _run_sums_graph(design, options, theta, rho, kappa_run)
+        sums = _run_sums_graph(design, options, theta, rho, kappa_run, tilt)
     else:
-        sums = _run_sums_kernel(design, options, theta, rho, kappa_run)
+        sums = _run_sums_kernel(design, options, theta, rho, kappa_run, tilt)
     counts = design.run_counts.astype(float)
     if options.config_effects:
         sigma_config = pm.HalfNormal("sigma_config", sigma=priors["sigma_config"]["sigma"])
@@ -509,7 +519,7 @@ def _normal_marginal(
     pm.Potential("run_marginal_loglik", loglik.sum())
 
 
-def _run_sums_kernel(design, options, theta, rho, kappa_run=None):
+def _run_sums_kernel(design, options, theta, rho, kappa_run=None, tilt=None):
     """The four run sums from the compiled kernel (:mod:`bayescale.models.run_sums`)."""
     autocorrelated = rho is not None
     expo = (
@@ -519,19 +529,23 @@ def _run_sums_kernel(design, options, theta, rho, kappa_run=None):
     )
     starts = np.r_[0, np.cumsum(design.run_counts)].astype(np.int64)
     c, b, beta = run_curve_terms(theta, design)
+    n_runs = len(design.runs)
     if kappa_run is None:
-        kappa_run = pt.zeros(len(design.runs))
+        kappa_run = pt.zeros(n_runs)
+    tilt_run = pt.zeros(n_runs) if tilt is None else tilt * pt.ones(n_runs)
     sums, _ = ResidualRunSums(autocorrelated)(
-        c, b, beta, kappa_run, pt.reshape(rho if autocorrelated else pt.constant(0.5), (1,)),
-        design.log_loss, design.obs_log_d, design.obs_anneal, *exponent_table(expo), starts,
+        c, b, beta, kappa_run, tilt_run,
+        pt.reshape(rho if autocorrelated else pt.constant(0.5), (1,)),
+        design.log_loss, design.obs_log_d, design.obs_anneal, design.obs_tilt,
+        *exponent_table(expo), starts,
     )
     return sums[:, 0], sums[:, 1], sums[:, 2], sums[:, 3]
 
 
-def _run_sums_graph(design, options, theta, rho, kappa_run=None):
+def _run_sums_graph(design, options, theta, rho, kappa_run=None, tilt=None):
     """The same sums as plain PyTensor ops (any backend, e.g. JAX for numpyro)."""
     n_runs = len(design.runs)
-    resid = design.log_loss - log_mean_curve(theta, design, kappa_run=kappa_run)
+    resid = design.log_loss - log_mean_curve(theta, design, kappa_run=kappa_run, tilt=tilt)
     phi = None
     if rho is not None:
         phi = ar_phi(rho, design.obs_gap, design.obs_prev, options.autocorrelation, math=pt)

@@ -70,6 +70,9 @@ DEFAULT_PRIORS: dict[str, dict[str, float]] = {
     "kappa": {"mu": float(np.log(DEFAULT_KAPPA)), "sigma": 1.0},
     # spread of log kappa across families (Gamma(2) with this mean)
     "kappa_sd": {"sigma": 0.5},
+    # within-run tilt per unit of the tilt covariate (bayescale.laws.schedule): a few per cent
+    # of the loss over a short run's fitted part, 0 (the plain schedule-aware law) by default
+    "tilt": {"mu": 0.0, "sigma": 0.05},
 }
 
 

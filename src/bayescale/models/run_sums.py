@@ -10,10 +10,10 @@ sums *and* their derivatives with respect to the run's curve terms and the AR(1)
 so the gradient needs no second pass over the data.
 
 Within run ``r`` the mean curve is
-``log mu_i = logaddexp(c_r, b_r - beta_r log(D_i/D0)) + kappa_r s_i``, where
-``c_r = log(E + A/N_r^alpha)`` is the run's converged loss and ``kappa_r s_i`` the
-learning-rate schedule's excess at checkpoint ``i`` (``s = 0`` without a schedule; see
-:mod:`bayescale.laws.schedule`). The correlation of checkpoint
+``log mu_i = logaddexp(c_r, b_r - beta_r log(D_i/D0)) + kappa_r s_i + tilt_r v_i``, where
+``c_r = log(E + A/N_r^alpha)`` is the run's converged loss, ``kappa_r s_i`` the
+learning-rate schedule's excess at checkpoint ``i`` and ``tilt_r v_i`` the within-run tilt
+(``s = v = 0`` without a schedule; see :mod:`bayescale.laws.schedule`). The correlation of checkpoint
 ``i`` with its predecessor is ``phi_i = rho ** x_i`` (``x_i``: the gap in log tokens over the
 median gap, or 1 in checkpoint order; ``phi = 0`` for a run's first checkpoint). ``1 - phi`` is
 taken as ``-expm1(x log rho)`` so that ``rho`` near 1 loses no precision. The terms that depend
@@ -21,7 +21,8 @@ on ``phi`` alone are computed once per distinct exponent, not per checkpoint: on
 log-spaced checkpoints this halves the kernel's time.
 
 :class:`ResidualRunSums` is the PyTensor Op: outputs ``sums`` (runs x 4) and ``jacobian``
-(runs x 4 x 5, derivatives of the four sums by ``(c_r, b_r, beta_r, kappa_r, rho)``); its gradient is a
+(runs x 4 x 6, derivatives of the four sums by ``(c_r, b_r, beta_r, kappa_r, tilt_r, rho)``); its
+gradient is a
 contraction of the Jacobian with the incoming gradient. Under PyTensor's numba backend (nutpie)
 it compiles to the numba kernel itself; the C backend (``pm.sample``) calls the same kernel.
 """
@@ -42,7 +43,7 @@ from bayescale.compiled import source_cache_key
 #: Order of the outputs' last axis and of the Jacobian's middle axis.
 SUM_NAMES = ("q_ee", "q_e1", "q_11", "log_det_r")
 #: Order of the Jacobian's last axis.
-ARG_NAMES = ("c", "b", "beta", "kappa", "rho")
+ARG_NAMES = ("c", "b", "beta", "kappa", "tilt", "rho")
 
 
 def exponent_table(expo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -61,12 +62,12 @@ def exponent_table(expo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values, index.astype(np.int64).ravel()
 
 
-def _residual_run_sums(c, b, beta, kappa, rho, log_loss, log_d, anneal, expo, expo_index,
-                       starts, autocorrelated):
+def _residual_run_sums(c, b, beta, kappa, tilt, rho, log_loss, log_d, anneal, tilt_cov, expo,
+                       expo_index, starts, autocorrelated):
     """Sums and Jacobian per run (plain Python; compiled with numba below)."""
     n_runs = c.shape[0]
     sums = np.zeros((n_runs, 4))
-    jac = np.zeros((n_runs, 4, 5))
+    jac = np.zeros((n_runs, 4, 6))
     r0 = rho[0]
     # Per distinct exponent: phi, 1/sqrt(1 - phi^2), the whitened one u and d u / d phi,
     # d phi / d rho, and a checkpoint's terms of log|R| and the rho derivatives of q_11, log|R|.
@@ -94,12 +95,12 @@ def _residual_run_sums(c, b, beta, kappa, rho, log_loss, log_d, anneal, expo, ex
             t_j11[k] = 2.0 * u * du_phi * dphi
             t_jld[k] = -2.0 * phi * inv_s * inv_s * dphi
     for r in range(n_runs):
-        c_r, b_r, beta_r, kappa_r = c[r], b[r], beta[r], kappa[r]
+        c_r, b_r, beta_r, kappa_r, tilt_r = c[r], b[r], beta[r], kappa[r], tilt[r]
         q_ee = q_e1 = q_11 = log_det = 0.0
-        j_ee_c = j_ee_b = j_ee_beta = j_ee_kappa = j_ee_rho = 0.0
-        j_e1_c = j_e1_b = j_e1_beta = j_e1_kappa = j_e1_rho = 0.0
+        j_ee_c = j_ee_b = j_ee_beta = j_ee_kappa = j_ee_tilt = j_ee_rho = 0.0
+        j_e1_c = j_e1_b = j_e1_beta = j_e1_kappa = j_e1_tilt = j_e1_rho = 0.0
         j_11_rho = j_ld_rho = 0.0
-        e_prev = de_c_prev = de_b_prev = de_beta_prev = de_kappa_prev = 0.0
+        e_prev = de_c_prev = de_b_prev = de_beta_prev = de_kappa_prev = de_tilt_prev = 0.0
         for i in range(starts[r], starts[r + 1]):
             z = b_r - beta_r * log_d[i]
             # log mu = logaddexp(c, z); sig = d log mu / d c
@@ -111,11 +112,12 @@ def _residual_run_sums(c, b, beta, kappa, rho, log_loss, log_d, anneal, expo, ex
                 t = math.exp(c_r - z)
                 log_mu = z + math.log1p(t)
                 sig = t / (1.0 + t)
-            e = log_loss[i] - log_mu - kappa_r * anneal[i]
+            e = log_loss[i] - log_mu - kappa_r * anneal[i] - tilt_r * tilt_cov[i]
             de_c = -sig
             de_b = sig - 1.0
             de_beta = (1.0 - sig) * log_d[i]
             de_kappa = -anneal[i]
+            de_tilt = -tilt_cov[i]
             if autocorrelated and i > starts[r]:
                 k = expo_index[i]
                 phi, inv_s, u = t_phi[k], t_inv_s[k], t_u[k]
@@ -124,6 +126,7 @@ def _residual_run_sums(c, b, beta, kappa, rho, log_loss, log_d, anneal, expo, ex
                 dw_b = (de_b - phi * de_b_prev) * inv_s
                 dw_beta = (de_beta - phi * de_beta_prev) * inv_s
                 dw_kappa = (de_kappa - phi * de_kappa_prev) * inv_s
+                dw_tilt = (de_tilt - phi * de_tilt_prev) * inv_s
                 dw_phi = (-e_prev + w * phi * inv_s) * inv_s
                 log_det += t_log_det[k]
                 j_ee_rho += 2.0 * w * dw_phi * t_dphi[k]
@@ -132,7 +135,7 @@ def _residual_run_sums(c, b, beta, kappa, rho, log_loss, log_d, anneal, expo, ex
                 j_ld_rho += t_jld[k]
             else:
                 w, u = e, 1.0
-                dw_c, dw_b, dw_beta, dw_kappa = de_c, de_b, de_beta, de_kappa
+                dw_c, dw_b, dw_beta, dw_kappa, dw_tilt = de_c, de_b, de_beta, de_kappa, de_tilt
             q_ee += w * w
             q_e1 += w * u
             q_11 += u * u
@@ -140,19 +143,21 @@ def _residual_run_sums(c, b, beta, kappa, rho, log_loss, log_d, anneal, expo, ex
             j_ee_b += 2.0 * w * dw_b
             j_ee_beta += 2.0 * w * dw_beta
             j_ee_kappa += 2.0 * w * dw_kappa
+            j_ee_tilt += 2.0 * w * dw_tilt
             j_e1_c += u * dw_c
             j_e1_b += u * dw_b
             j_e1_beta += u * dw_beta
             j_e1_kappa += u * dw_kappa
+            j_e1_tilt += u * dw_tilt
             e_prev, de_c_prev, de_b_prev, de_beta_prev = e, de_c, de_b, de_beta
-            de_kappa_prev = de_kappa
+            de_kappa_prev, de_tilt_prev = de_kappa, de_tilt
         sums[r, 0], sums[r, 1], sums[r, 2], sums[r, 3] = q_ee, q_e1, q_11, log_det
         jac[r, 0, 0], jac[r, 0, 1], jac[r, 0, 2] = j_ee_c, j_ee_b, j_ee_beta
-        jac[r, 0, 3], jac[r, 0, 4] = j_ee_kappa, j_ee_rho
+        jac[r, 0, 3], jac[r, 0, 4], jac[r, 0, 5] = j_ee_kappa, j_ee_tilt, j_ee_rho
         jac[r, 1, 0], jac[r, 1, 1], jac[r, 1, 2] = j_e1_c, j_e1_b, j_e1_beta
-        jac[r, 1, 3], jac[r, 1, 4] = j_e1_kappa, j_e1_rho
-        jac[r, 2, 4] = j_11_rho
-        jac[r, 3, 4] = j_ld_rho
+        jac[r, 1, 3], jac[r, 1, 4], jac[r, 1, 5] = j_e1_kappa, j_e1_tilt, j_e1_rho
+        jac[r, 2, 5] = j_11_rho
+        jac[r, 3, 5] = j_ld_rho
     return sums, jac
 
 
@@ -161,14 +166,15 @@ residual_run_sums.__doc__ = """Per-run sums and their Jacobian (numba-compiled).
 
 Parameters
 ----------
-c, b, beta, kappa
+c, b, beta, kappa, tilt
     Run-level curve terms (length runs): converged log-loss, log data-term at D0, data
-    exponent, and the schedule excess's scale.
+    exponent, the schedule excess's scale and the within-run tilt.
 rho
     Length-1 array with the AR(1) correlation (ignored unless ``autocorrelated``).
-log_loss, log_d, anneal
-    Per checkpoint: observed log-loss, ``log(D/D0)`` (the effective tokens under a schedule)
-    and the schedule's annealing covariate ``s`` (zeros without a schedule).
+log_loss, log_d, anneal, tilt_cov
+    Per checkpoint: observed log-loss, ``log(D/D0)`` (the effective tokens under a schedule),
+    the schedule's annealing covariate ``s`` and the tilt covariate ``v`` (zeros without a
+    schedule).
 expo, expo_index
     The distinct exponents ``x`` of ``rho`` and each checkpoint's index into them (see
     :func:`exponent_table`).
@@ -181,17 +187,18 @@ Returns
 -------
 sums : ndarray (runs, 4)
     ``q_ee, q_e1, q_11, log|R|`` per run.
-jacobian : ndarray (runs, 4, 5)
-    ``jacobian[r, k, j]`` = d ``sums[r, k]`` / d ``(c_r, b_r, beta_r, kappa_r, rho)[j]``.
+jacobian : ndarray (runs, 4, 6)
+    ``jacobian[r, k, j]`` = d ``sums[r, k]`` / d ``(c_r, b_r, beta_r, kappa_r, tilt_r, rho)[j]``.
 """
 
 
 class ResidualRunSums(Op):
     """PyTensor Op for :func:`residual_run_sums` (first derivatives only).
 
-    Inputs ``(c, b, beta, kappa, rho, log_loss, log_d, anneal, expo, expo_index, starts)`` as
-    in :func:`residual_run_sums`; ``autocorrelated`` is a property of the Op. Outputs ``sums``
-    and ``jacobian``. Gradients flow to ``c, b, beta, kappa, rho``; the data inputs have none.
+    Inputs ``(c, b, beta, kappa, tilt, rho, log_loss, log_d, anneal, tilt_cov, expo,
+    expo_index, starts)`` as in :func:`residual_run_sums`; ``autocorrelated`` is a property of
+    the Op. Outputs ``sums`` and ``jacobian``. Gradients flow to ``c, b, beta, kappa, tilt,
+    rho``; the data inputs have none.
     """
 
     __props__ = ("autocorrelated",)
@@ -202,18 +209,18 @@ class ResidualRunSums(Op):
     def make_node(self, *inputs: Any) -> Apply:
         import pytensor.tensor as pt
 
-        if len(inputs) != 11:
+        if len(inputs) != 13:
             raise TypeError(
-                "ResidualRunSums takes c, b, beta, kappa, rho, log_loss, log_d, anneal, expo, "
-                "expo_index, starts"
+                "ResidualRunSums takes c, b, beta, kappa, tilt, rho, log_loss, log_d, anneal, "
+                "tilt_cov, expo, expo_index, starts"
             )
-        floats = [pt.as_tensor_variable(v, dtype="float64") for v in inputs[:9]]
-        indices = [pt.as_tensor_variable(v, dtype="int64") for v in inputs[9:]]
+        floats = [pt.as_tensor_variable(v, dtype="float64") for v in inputs[:11]]
+        indices = [pt.as_tensor_variable(v, dtype="int64") for v in inputs[11:]]
         if any(t.ndim != 1 for t in [*floats, *indices]):
             raise TypeError("ResidualRunSums takes vectors")
         outputs = [
             pt.tensor(dtype="float64", shape=(None, 4)),
-            pt.tensor(dtype="float64", shape=(None, 4, 4)),
+            pt.tensor(dtype="float64", shape=(None, 4, 6)),
         ]
         return Apply(self, [*floats, *indices], outputs)
 
@@ -224,7 +231,7 @@ class ResidualRunSums(Op):
 
     def infer_shape(self, fgraph: Any, node: Apply, shapes: list[tuple]) -> list[tuple]:
         n_runs = shapes[0][0]
-        return [(n_runs, 4), (n_runs, 4, 4)]
+        return [(n_runs, 4), (n_runs, 4, 6)]
 
     def L_op(self, inputs: list[Any], outputs: list[Any], output_grads: list[Any]) -> list[Any]:
         import pytensor.tensor as pt
@@ -235,9 +242,9 @@ class ResidualRunSums(Op):
         jac = outputs[1]
         if isinstance(g_sums.type, DisconnectedType):
             g_sums = pt.zeros_like(outputs[0])
-        g_args = (g_sums[:, :, None] * jac).sum(axis=1)  # runs x (c, b, beta, kappa, rho)
-        grads = [g_args[:, k] for k in range(4)] + [g_args[:, 4].sum(keepdims=True)]
-        data = [grad_not_implemented(self, i, inputs[i]) for i in range(5, 11)]
+        g_args = (g_sums[:, :, None] * jac).sum(axis=1)  # runs x (c, b, beta, kappa, tilt, rho)
+        grads = [g_args[:, k] for k in range(5)] + [g_args[:, 5].sum(keepdims=True)]
+        data = [grad_not_implemented(self, i, inputs[i]) for i in range(6, 13)]
         return [*grads, *data]
 
 
@@ -249,10 +256,11 @@ def _register_numba() -> None:
         autocorrelated = op.autocorrelated
 
         @numba.njit(fastmath=False)
-        def run_sums(c, b, beta, kappa, rho, log_loss, log_d, anneal, expo, expo_index, starts):
+        def run_sums(c, b, beta, kappa, tilt, rho, log_loss, log_d, anneal, tilt_cov, expo,
+                     expo_index, starts):
             return residual_run_sums(
-                c, b, beta, kappa, rho, log_loss, log_d, anneal, expo, expo_index, starts,
-                autocorrelated,
+                c, b, beta, kappa, tilt, rho, log_loss, log_d, anneal, tilt_cov, expo,
+                expo_index, starts, autocorrelated,
             )
 
         return run_sums, source_cache_key(_residual_run_sums, numba_funcify_residual_run_sums)

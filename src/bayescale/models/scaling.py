@@ -34,7 +34,7 @@ start with rough posterior sds from the data's size.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,7 @@ from bayescale.models.design import Design
 from bayescale.models.hierarchical import local_to_theta, log_mean_curve, theta_to_local
 from bayescale.models.likelihood import (
     ar_phi,
+    config_marginal_loglik,
     numpy_segment_sum,
     run_marginal_loglik,
 )
@@ -73,16 +74,17 @@ def family_log_density(
     options: ModelOptions,
     point: Mapping[str, np.ndarray],
     alpha_coordinate: np.ndarray | None = None,
+    tilt: float = 0.0,
 ) -> np.ndarray:
     """Log density of each family's local coordinates given the other parameters (numpy).
 
     The integrated run likelihood of the family's checkpoints plus the family prior
     ``Normal(theta_f; mu_theta, tau_theta)``, at the population, noise and AR(1) values in
-    ``point``, for local coordinates as in :func:`local_to_theta` (with ``alpha_coordinate``).
-    Returns one value per family.
+    ``point``, for local coordinates as in :func:`local_to_theta` (with ``alpha_coordinate``)
+    and the within-run tilt ``tilt`` (times ``design.obs_tilt``). Returns one value per family.
     """
     theta = local_to_theta(local, design.family_log_n_ref, alpha_coordinate=alpha_coordinate)
-    resid = design.log_loss - log_mean_curve(theta, design, math=np)
+    resid = design.log_loss - log_mean_curve(theta, design, math=np) - tilt * design.obs_tilt
     counts = design.run_counts
     starts = np.r_[0, np.cumsum(counts)[:-1]]
     phi = None
@@ -90,9 +92,25 @@ def family_log_density(
         phi = ar_phi(float(point["ar_rho"]), design.obs_gap, design.obs_prev,
                      options.autocorrelation)
     tau_run = np.full(len(design.runs), float(point["sigma_seed"]))
-    loglik = run_marginal_loglik(resid, float(point["sigma_obs"]), tau_run, counts,
-                                 numpy_segment_sum(starts), phi, design.obs_prev)
-    per_family = np.bincount(design.run_family, weights=loglik, minlength=len(design.families))
+    n_fam = len(design.families)
+    if options.config_effects:
+        # the configs' offsets loosen the law as much as the seeds' do, or more
+        n_configs = len(design.configs)
+
+        def config_sum(x: np.ndarray) -> np.ndarray:
+            return np.bincount(design.run_config, weights=x, minlength=n_configs)
+
+        loglik = config_marginal_loglik(
+            resid, float(point["sigma_obs"]), tau_run, float(point["sigma_config"]), counts,
+            numpy_segment_sum(starts), config_sum, phi, design.obs_prev,
+        )
+        config_family = np.zeros(n_configs, dtype=int)
+        config_family[design.run_config] = design.run_family
+        per_family = np.bincount(config_family, weights=loglik, minlength=n_fam)
+    else:
+        loglik = run_marginal_loglik(resid, float(point["sigma_obs"]), tau_run, counts,
+                                     numpy_segment_sum(starts), phi, design.obs_prev)
+        per_family = np.bincount(design.run_family, weights=loglik, minlength=n_fam)
     z = (theta - point["mu_theta"]) / point["tau_theta"]
     return per_family - 0.5 * np.sum(z**2, axis=-1)
 
@@ -108,12 +126,19 @@ def family_laplace_factors(
 
     The Hessian is a central finite difference of :func:`family_log_density` (the families are
     independent given the other parameters, so one perturbation serves all of them). Its
-    eigenvalues are clipped to sds between 1e-5 and 3 before inverting.
+    eigenvalues are clipped to sds between 1e-5 and 3 before inverting. Where the design has a
+    within-run tilt (``design.obs_tilt``, around the tilt already taken off ``log_loss``), the
+    tilt is a sixth, nuisance, coordinate of each family and the factors are those of the
+    law's coordinates with it integrated out: held fixed, it would make the checkpoints' shape
+    pin the law far more tightly than the posterior does.
     """
-    n_fam, k = local.shape
+    n_fam, k_law = local.shape
+    k = k_law + 1 if np.any(design.obs_tilt != 0) else k_law
 
     def f(delta: np.ndarray) -> np.ndarray:
-        return family_log_density(local + delta, design, options, point, alpha_coordinate)
+        tilt = float(delta[k_law]) if k > k_law else 0.0
+        return family_log_density(local + delta[:k_law], design, options, point,
+                                  alpha_coordinate, tilt)
 
     eye = np.eye(k) * _STEP
     f0 = f(np.zeros(k))
@@ -128,7 +153,7 @@ def family_laplace_factors(
     vals, vecs = np.linalg.eigh(-hess)
     vals = np.clip(np.nan_to_num(vals, nan=_MAX_SD**-2), _MAX_SD**-2, _MIN_SD**-2)
     cov = np.einsum("fij,fj,fkj->fik", vecs, 1.0 / vals, vecs)
-    return np.linalg.cholesky(cov)
+    return np.linalg.cholesky(cov[:, :k_law, :k_law])
 
 
 @dataclass
@@ -224,11 +249,22 @@ def sampling_coordinates(
         the sampler.
     """
     schedule_point: dict[str, np.ndarray] = {}
-    if design.has_schedule:
-        # coordinates for the Chinchilla part given the starting kappa; kappa stays free
-        log_kappa = family_schedule_least_squares(design, priors)
-        schedule_point = kappa_start(log_kappa, priors)
-        design = without_schedule_excess(design, np.exp(log_kappa))
+    if design.has_schedule or design.has_tilt:
+        # coordinates for the Chinchilla part given the starting kappa and tilt; both stay free
+        log_kappa, tilts = family_schedule_least_squares(design, priors)
+        tilt_cov = design.obs_tilt
+        kappa = np.zeros_like(log_kappa)
+        if design.has_schedule:
+            schedule_point = kappa_start(log_kappa, priors)
+            kappa = np.exp(log_kappa)
+        tilt = 0.0
+        if design.has_tilt:
+            tilted = np.unique(design.obs_family[np.abs(design.obs_tilt) > 0])
+            tilt = float(np.median(tilts[tilted]))
+            schedule_point["tilt"] = np.asarray(tilt)
+        design = without_schedule_excess(design, kappa, tilt)
+        # ... keeping the tilt covariate, whose freedom the Laplace factors integrate out
+        design = replace(design, obs_tilt=tilt_cov)
     point = initial_point(design, priors, options)
     scales = scalar_scales(design, point)
     plain = dict(point)  # before the scaled variables become their z coordinates

@@ -57,43 +57,48 @@ def family_least_squares(
 
 def family_schedule_least_squares(
     design: Design, priors: Mapping[str, Mapping[str, float]]
-) -> np.ndarray:
-    """Penalised least-squares ``log kappa`` per family for the schedule-aware law.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Penalised least-squares ``log kappa`` and within-run tilt per family.
 
-    Fits ``theta`` and ``log kappa`` jointly per family, as :func:`family_least_squares` does
-    ``theta`` (prior penalties keep a family without a schedule at the prior mean). Returns
-    ``log kappa`` (family,).
+    Fits ``theta``, ``log kappa`` and the tilt jointly per family, as
+    :func:`family_least_squares` does ``theta`` (prior penalties keep a family without a
+    schedule at the prior means). Returns ``(log kappa, tilt)``, each (family,).
     """
     mu0, sd0, _, _ = theta_prior_arrays(priors)
     k_mu, k_sd = priors["kappa"]["mu"], priors["kappa"]["sigma"]
-    out = np.empty(len(design.families))
+    t_mu, t_sd = priors["tilt"]["mu"], priors["tilt"]["sigma"]
+    out = np.empty((len(design.families), 2))
     obs_family = design.obs_family
     for f in range(len(design.families)):
         mask = obs_family == f
         log_n = design.run_log_n[design.obs_run[mask]]
         log_d, s, y = design.obs_log_d[mask], design.obs_anneal[mask], design.log_loss[mask]
-        start = np.r_[mu0, k_mu]
+        v = design.obs_tilt[mask]
+        start = np.r_[mu0, k_mu, t_mu]
         start[0] = min(np.log(np.exp(y).min() * 0.8), mu0[0])
 
-        def resid(x, log_n=log_n, log_d=log_d, s=s, y=y):
-            pred = reference_log_loss(x[None, :5], log_n, log_d)[0] + np.exp(x[5]) * s
-            return np.r_[(y - pred) / _NOISE_GUESS, (x[:5] - mu0) / sd0, (x[5] - k_mu) / k_sd]
+        def resid(x, log_n=log_n, log_d=log_d, s=s, v=v, y=y):
+            pred = reference_log_loss(x[None, :5], log_n, log_d)[0] + np.exp(x[5]) * s + x[6] * v
+            return np.r_[(y - pred) / _NOISE_GUESS, (x[:5] - mu0) / sd0, (x[5] - k_mu) / k_sd,
+                         (x[6] - t_mu) / t_sd]
 
-        out[f] = least_squares(resid, start, method="trf", x_scale=1.0, max_nfev=2000).x[5]
-    return out
+        out[f] = least_squares(resid, start, method="trf", x_scale=1.0, max_nfev=2000).x[5:]
+    return out[:, 0], out[:, 1]
 
 
-def without_schedule_excess(design: Design, kappa: np.ndarray) -> Design:
-    """``design`` with ``kappa_f s`` taken off the observed log-loss and no schedule covariate.
+def without_schedule_excess(design: Design, kappa: np.ndarray, tilt: float = 0.0) -> Design:
+    """``design`` with ``kappa_f s + tilt v`` taken off the observed log-loss and no schedule
+    covariates.
 
     Start values and sampling coordinates are computed for the Chinchilla part given the
-    starting ``kappa``; the model itself keeps ``kappa`` free.
+    starting ``kappa`` and tilt; the model itself keeps them free.
     """
-    excess = np.asarray(kappa)[design.obs_family] * design.obs_anneal
+    excess = np.asarray(kappa)[design.obs_family] * design.obs_anneal + tilt * design.obs_tilt
     return replace(
         design,
         log_loss=design.log_loss - excess,
         obs_anneal=np.zeros_like(design.obs_anneal),
+        obs_tilt=np.zeros_like(design.obs_tilt),
     )
 
 
