@@ -47,6 +47,8 @@ VARIANTS: dict[str, dict[str, dict]] = {
         "noncentered": {"family_parameterization": "noncentered"},
         "centered": {"family_parameterization": "centered"},
         "local": {"family_parameterization": "local"},
+        "noncentered-no-config": {"family_parameterization": "noncentered",
+                                  "config_effects": False},
     },
 }
 #: fit -> the demo's options every variant shares
