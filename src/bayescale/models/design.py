@@ -91,8 +91,8 @@ class Design:
 
     @property
     def has_tilt(self) -> bool:
-        """Whether checkpoints well before their run's schedule end, so that the within-run
-        tilt enters the model (final losses and runs without a schedule have none)."""
+        """Whether any checkpoint is taken well before its run's schedule ends, so that the
+        within-run tilt enters the model (final losses and runs without a schedule have none)."""
         return bool(np.any(np.abs(self.obs_tilt) > _MIN_ANNEAL))
 
     @property

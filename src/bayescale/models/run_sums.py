@@ -21,9 +21,8 @@ on ``phi`` alone are computed once per distinct exponent, not per checkpoint: on
 log-spaced checkpoints this halves the kernel's time.
 
 :class:`ResidualRunSums` is the PyTensor Op: outputs ``sums`` (runs x 4) and ``jacobian``
-(runs x 4 x 6, derivatives of the four sums by ``(c_r, b_r, beta_r, kappa_r, tilt_r, rho)``); its
-gradient is a
-contraction of the Jacobian with the incoming gradient. Under PyTensor's numba backend (nutpie)
+(runs x 4 x 6, derivatives of the four sums by ``(c_r, b_r, beta_r, kappa_r, tilt_r, rho)``);
+its gradient is a contraction of the Jacobian with the incoming gradient. Under PyTensor's numba backend (nutpie)
 it compiles to the numba kernel itself; the C backend (``pm.sample``) calls the same kernel.
 """
 
