@@ -456,8 +456,11 @@ def _write_report(
             else "Checkpoints: the last 30% of every run (after the 10B-token warm-up cut), "
             "thinned."
         ),
-        "Noise scales (sigma_seed, sigma_obs, AR(1) rho) are shared by all families of a fit: "
-        "the digitized GPT-3/RedPajama curves widen the bands of the clean OLMo ladder too. "
+        "Noise scales (sigma_seed, sigma_config, sigma_obs, AR(1) rho) are shared by all "
+        "families of a fit: the digitized GPT-3/RedPajama curves widen the bands of the clean "
+        "OLMo ladder too. The language fit separates configuration offsets from seed offsets "
+        "(the OLMo ladder has reruns and seed variants); the routing fit keeps one offset per "
+        "run. "
         "RedPajama-INCITE reports training loss; the routing runs all have the same length, "
         "so their beta describes the learning-rate schedule along a run, not data scaling.",
         f"Held-out predictions: mean absolute relative error {100 * preds['are'].mean():.2f}%; "
