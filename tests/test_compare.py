@@ -225,6 +225,21 @@ def test_compare_models_loo(fitted):
         compare_models({"a": fitted})
 
 
+def test_compare_models_refuses_fits_scored_on_other_units():
+    """A fit with config effects is scored per config, one without per run: not comparable,
+    and the error says how to make them so."""
+    import arviz as az
+
+    def scored(unit: str, labels: list[str]):
+        idata = az.from_dict(log_likelihood={"log_loss": np.zeros((1, 5, len(labels)))},
+                             coords={unit: labels}, dims={"log_loss": [unit]})
+        return type("Scored", (), {"idata": idata})()
+
+    with pytest.raises(ValueError, match="same config_effects"):
+        compare_models({"runs": scored("run", ["r1", "r2"]),
+                        "configs": scored("config", ["c1"])})
+
+
 def test_theta_draws_and_per_draw_seed_sd(fitted):
     """The public fit methods compare builds on: a family's or a new family's theta, and each
     draw's seed sd at its own parameter count."""

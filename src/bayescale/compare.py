@@ -668,7 +668,9 @@ def compare_models(
             raise ValueError(
                 "compare_models needs fits scored on the same units: the same runs (or, for "
                 "fits with config_effects, the same configs, leave-one-config-out); "
-                f"fit {name!r} differs"
+                f"fit {name!r} differs (config effects are on by default for a table with "
+                "replicates and the normal likelihood: fit every model with the same "
+                "config_effects)"
             )
     idatas = {name: f.idata for name, f in fits.items()}
     return az.compare(idatas, ic=ic, method=method, scale=scale, var_name="log_loss")
