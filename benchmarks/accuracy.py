@@ -244,6 +244,8 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=None, help="NUTS draws per chain (1000)")
     parser.add_argument("--tune", type=int, default=None, help="NUTS tuning steps (1000)")
     parser.add_argument("--chains", type=int, default=None, help="chains (4; --quick: 2)")
+    parser.add_argument("--target-accept", type=float, default=None,
+                        help="NUTS target acceptance rate (default: bayescale.fit's)")
     parser.add_argument("--n-boot", type=int, default=None, help="bootstrap replicates (200)")
     parser.add_argument(
         "--max-points", type=int, default=40, help="checkpoints per training run (studies: 0 = all)"
@@ -299,7 +301,8 @@ def main() -> None:
     results = evaluate(
         runs,
         methods=args.methods,
-        fit_kwargs={"draws": draws, "tune": tune, "chains": chains},
+        fit_kwargs={"draws": draws, "tune": tune, "chains": chains,
+                    **({"target_accept": args.target_accept} if args.target_accept else {})},
         random_seed=args.seed,
         n_boot=n_boot,
         max_points=args.max_points,
