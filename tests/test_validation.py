@@ -266,7 +266,6 @@ def test_refit_model_gives_the_posterior_of_fit():
     from bayescale.data.validate import validate
     from bayescale.models.design import build_design
     from bayescale.models.hierarchical import build_model
-    from bayescale.models.options import ModelOptions
     from bayescale.models.priors import resolve_priors
     from bayescale.models.scaling import sampling_coordinates
 
@@ -283,8 +282,10 @@ def test_refit_model_gives_the_posterior_of_fit():
             # the same log density as the model fit builds for this data set, at its draws
             design = build_design(validate(draw.runs), n0=draw.n0, d0=draw.d0)
             priors = resolve_priors(design.n0, design.d0, SMOKE_PRIORS)
-            coords = sampling_coordinates(design, priors, ModelOptions())
-            fresh = build_model(design, priors, ModelOptions(), **coords.model_inputs())
+            # the options fit and RefitModel chose alike (config effects: the runs have seeds)
+            assert refit.options == ref.options and ref.options.config_effects
+            coords = sampling_coordinates(design, priors, ref.options)
+            fresh = build_model(design, priors, ref.options, **coords.model_inputs())
             logp_fresh, logp_refit = fresh.compile_logp(), refit.model.compile_logp()
             post = ref.idata.posterior
             for k in (0, 57, 311):
