@@ -58,8 +58,8 @@ from bayescale.persistence import read_fit_file
 if TYPE_CHECKING:
     import pymc as pm
 
-__all__ = ["PreparedModel", "ScalingLawFit", "fit", "fit_meta", "load", "prepare_model",
-           "warn_if_unscheduled"]
+__all__ = ["PreparedModel", "ScalingLawFit", "default_config_effects", "fit", "fit_meta", "load",
+           "prepare_model", "warn_if_unscheduled"]
 
 SUPPORTED_LAWS = ("chinchilla", "kaplan")
 
@@ -204,7 +204,7 @@ config_effects, shared
     if autocorrelation is None:  # AR(1) needs the Gaussian likelihood
         autocorrelation = "log_tokens" if likelihood == "normal" else "none"
     if config_effects is None:
-        config_effects = likelihood == "normal" and has_replicates(runs)
+        config_effects = default_config_effects(runs, likelihood)
     options = ModelOptions(
         hierarchy=tuple(hierarchy),
         likelihood=likelihood,  # type: ignore[arg-type]
@@ -223,6 +223,24 @@ config_effects, shared
     result = prepared.to_fit(idata, settings)
     warn_on_problems(result.diagnostics, chains, target_accept)
     return result
+
+
+def default_config_effects(runs: pd.DataFrame, likelihood: str) -> bool:
+    """Whether :func:`fit` uses config effects when it is not told: with replicates (see
+    :func:`bayescale.data.prepare.has_replicates`) and the normal likelihood, which they need.
+
+    Parameters
+    ----------
+    runs
+        Run table.
+    likelihood
+        ``"normal"`` or ``"student_t"``.
+
+    Returns
+    -------
+    bool
+    """
+    return likelihood == "normal" and has_replicates(runs)
 
 
 #: Options of :func:`fit` the Kaplan law does not have, with the values that leave them unused.
@@ -735,7 +753,8 @@ class ScalingLawFit(FitBase[Design]):
         if np.any(excess != 0):
             kappa = self._kappa_family_draws(family, arch, rng)
             log_mu = log_mu + kappa[:, None] * excess
-        log_mu = log_mu + self.tilt_draws()[:, None] * tilt_cov
+        if np.any(tilt_cov != 0):
+            log_mu = log_mu + self.tilt_draws()[:, None] * tilt_cov
         out = {}
         if run is not None:
             offset = self.posterior_draws("run_effect")[:, run_index][:, None]

@@ -20,9 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayescale.data.prepare import has_replicates
 from bayescale.data.validate import validate
-from bayescale.fit import ScalingLawFit, fit_meta
+from bayescale.fit import ScalingLawFit, default_config_effects, fit_meta
 from bayescale.inference import SamplerSettings, compile_nutpie, sample_compiled_nutpie
 from bayescale.models.design import Design, build_design
 from bayescale.models.hierarchical import build_model
@@ -102,8 +101,7 @@ class RefitModel:
         self.options = ModelOptions(
             likelihood=likelihood,  # type: ignore[arg-type]
             autocorrelation=autocorrelation,  # type: ignore[arg-type]
-            # as bayescale.fit decides it by default
-            config_effects=likelihood == "normal" and has_replicates(data),
+            config_effects=default_config_effects(data, likelihood),
         )
         self.design = build_design(data, n0=n0, d0=d0)
         self.priors = resolve_priors(self.design.n0, self.design.d0, priors)

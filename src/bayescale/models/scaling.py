@@ -34,7 +34,7 @@ start with rough posterior sds from the data's size.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -252,7 +252,6 @@ def sampling_coordinates(
     if design.has_schedule or design.has_tilt:
         # coordinates for the Chinchilla part given the starting kappa and tilt; both stay free
         log_kappa, tilts = family_schedule_least_squares(design, priors)
-        tilt_cov = design.obs_tilt
         kappa = np.zeros_like(log_kappa)
         if design.has_schedule:
             schedule_point = kappa_start(log_kappa, priors)
@@ -263,8 +262,6 @@ def sampling_coordinates(
             tilt = float(np.median(tilts[tilted]))
             schedule_point["tilt"] = np.asarray(tilt)
         design = without_schedule_excess(design, kappa, tilt)
-        # ... keeping the tilt covariate, whose freedom the Laplace factors integrate out
-        design = replace(design, obs_tilt=tilt_cov)
     point = initial_point(design, priors, options)
     scales = scalar_scales(design, point)
     plain = dict(point)  # before the scaled variables become their z coordinates

@@ -87,18 +87,19 @@ def family_schedule_least_squares(
 
 
 def without_schedule_excess(design: Design, kappa: np.ndarray, tilt: float = 0.0) -> Design:
-    """``design`` with ``kappa_f s + tilt v`` taken off the observed log-loss and no schedule
-    covariates.
+    """``design`` with ``kappa_f s + tilt v`` taken off the observed log-loss and no annealing
+    covariate.
 
     Start values and sampling coordinates are computed for the Chinchilla part given the
-    starting ``kappa`` and tilt; the model itself keeps them free.
+    starting ``kappa`` and tilt; the model itself keeps them free. The tilt covariate stays:
+    the Laplace factors (:func:`bayescale.models.scaling.family_laplace_factors`) take the
+    tilt as a nuisance coordinate around its starting value.
     """
     excess = np.asarray(kappa)[design.obs_family] * design.obs_anneal + tilt * design.obs_tilt
     return replace(
         design,
         log_loss=design.log_loss - excess,
         obs_anneal=np.zeros_like(design.obs_anneal),
-        obs_tilt=np.zeros_like(design.obs_tilt),
     )
 
 
